@@ -1,0 +1,82 @@
+"""Argument checks shared by the Cython kernels and their NumPy reference twins.
+
+The fast kernels hand raw pointers to BLAS inside ``nogil`` code, so everything that could
+make them read or write out of bounds is checked here first: types, dtypes, contiguity,
+every shape, and sizes that must fit BLAS's 32-bit integers. The reference runs the same
+checks so that both backends accept and refuse exactly the same calls.
+"""
+import numpy as np
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INT_MAX = 2**31 - 1
+
+
+def array(name, a, shape, dtype=None, optional=False):
+    """Check that ``a`` is a C-contiguous float32/float64 ndarray of ``shape``.
+
+    ``shape`` holds ints or ``None`` (any size). Returns ``a`` (or None when optional and
+    absent).
+    """
+    if a is None:
+        if optional:
+            return None
+        raise ValueError(f"expected {name} to be an array of shape {_fmt(shape)}, got None")
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"expected {name} to be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in _FLOATS:
+        raise ValueError(f"expected {name} to have dtype float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise ValueError(f"expected {name} to have dtype {dtype} (the dtype of x), "
+                         f"got {a.dtype}")
+    if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+        raise ValueError(f"expected {name} of shape {_fmt(shape)}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"expected {name} to be C-contiguous, got a strided array "
+                         f"(use numpy.ascontiguousarray)")
+    return a
+
+
+def _fmt(shape):
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def blas_sizes(**sizes):
+    """Refuse sizes whose products overflow the 32-bit ints that BLAS takes."""
+    B, T, D, H = sizes["B"], sizes["T"], sizes["D"], sizes["H"]
+    if D < 1 or H < 1:
+        raise ValueError(f"expected at least one input feature and one unit, got D={D}, H={H}")
+    for what, n in (("B*T", B * T), ("T*H", T * H), ("T*D", T * D),
+                    ("B*T*H", B * T * H), ("B*T*D", B * T * D)):
+        if n > _INT_MAX:
+            raise ValueError(f"expected {what} <= {_INT_MAX} (32-bit BLAS), got {n}")
+
+
+def simple_rnn(x, h0, W_x, W_h, recurrent_mask=None):
+    """Check the arguments common to both SimpleRNN kernels; return ``(B, T, D, H)``."""
+    array("x", x, (None, None, None))
+    B, T, D = x.shape
+    array("W_h", W_h, (None, None), x.dtype)
+    H = W_h.shape[0]
+    if W_h.shape != (H, H):
+        raise ValueError(f"expected W_h (recurrent kernel) of shape (H, H), got {W_h.shape}")
+    array("W_x", W_x, (D, H), x.dtype)
+    array("h0", h0, (B, H), x.dtype)
+    array("recurrent_mask", recurrent_mask, (B, H), x.dtype, optional=True)
+    blas_sizes(B=B, T=T, D=D, H=H)
+    return B, T, D, H
+
+
+def simple_rnn_forward(x, h0, W_x, W_h, b, recurrent_mask=None):
+    """Check the arguments of ``simple_rnn_forward``; return ``(B, T, D, H)``."""
+    B, T, D, H = simple_rnn(x, h0, W_x, W_h, recurrent_mask)
+    array("b", b, (H,), x.dtype)
+    return B, T, D, H
+
+
+def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, recurrent_mask=None):
+    """Check the arguments of ``simple_rnn_backward``; return ``(B, T, D, H)``."""
+    B, T, D, H = simple_rnn(x, h0, W_x, W_h, recurrent_mask)
+    array("hs", hs, (B, T, H), x.dtype)
+    array("dhs", dhs, (B, T, H), x.dtype, optional=True)
+    array("dh_last", dh_last, (B, H), x.dtype, optional=True)
+    return B, T, D, H

@@ -1,0 +1,66 @@
+"""The NumPy specification of every crnn kernel.
+
+Each function here has the name, signature and results of its fast twin in ``src/`` and
+defines what that twin must compute. It is written to be read: one loop over time,
+batch-first arrays, backward mirroring forward line by line in reverse, derivatives taken
+from stored outputs. Select it for a layer with ``backend="reference"`` or for everything
+with ``crnn.set_backend("reference")``.
+
+Notation: ``B`` batch, ``T`` time steps, ``D`` input features, ``H`` units; ``x_t`` is
+``x[:, t]``, ``h_{t-1}`` the state before step t (``h0`` before the first), ``m`` the
+recurrent-dropout mask; ``dh_next`` the gradient reaching ``h_t`` from later steps.
+"""
+import numpy as np
+
+from crnn import _checks
+from crnn.activations import FUNCTIONS, GRADIENTS, check as _check_activation
+
+
+def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=None):
+    """Run a SimpleRNN: ``h_t = act(x_t @ W_x + (h_{t-1} * m) @ W_h + b)``.
+
+    Shapes: ``x (B, T, D)``, ``h0 (B, H)``, ``W_x (D, H)``, ``W_h (H, H)``, ``b (H,)``,
+    ``recurrent_mask (B, H)`` or None. Returns ``hs (B, T, H)``, every state.
+    """
+    B, T, D, H = _checks.simple_rnn_forward(x, h0, W_x, W_h, b, recurrent_mask)
+    act = FUNCTIONS[_check_activation(activation)]
+    hs = np.empty((B, T, H), dtype=x.dtype)
+    h = h0
+    for t in range(T):
+        if recurrent_mask is not None:
+            h = h * recurrent_mask                 # 0. recurrent dropout
+        a = x[:, t] @ W_x + h @ W_h + b            # 1-2. input and recurrent projections
+        h = act(a)                                 # 3. activation
+        hs[:, t] = h
+    return hs
+
+
+def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
+                        recurrent_mask=None):
+    """Backpropagate through :func:`simple_rnn_forward` (BPTT).
+
+    ``dhs (B, T, H)`` is the gradient with respect to every state and ``dh_last (B, H)``
+    the gradient with respect to the final state from elsewhere (either may be None).
+    Returns ``dx (B, T, D)``, ``dh0 (B, H)``, ``dW_x (D, H)``, ``dW_h (H, H)``, ``db (H,)``.
+    """
+    B, T, D, H = _checks.simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last,
+                                             recurrent_mask)
+    act_grad = GRADIENTS[_check_activation(activation)]
+    dx = np.zeros_like(x)
+    dW_x, dW_h = np.zeros_like(W_x), np.zeros_like(W_h)
+    db = np.zeros(H, dtype=x.dtype)
+    dh_next = np.zeros_like(h0) if dh_last is None else dh_last.copy()
+    for t in reversed(range(T)):
+        h_prev = hs[:, t - 1] if t > 0 else h0
+        if recurrent_mask is not None:
+            h_prev = h_prev * recurrent_mask       # 0. (the masked state fed step t)
+        dh = dh_next if dhs is None else dhs[:, t] + dh_next   # gradient reaching h_t
+        da = dh * act_grad(hs[:, t])               # 3b. backprop through the activation
+        db += da.sum(axis=0)                       # 3c. bias
+        dW_h += h_prev.T @ da                      # 2c. recurrent kernel
+        dh_next = da @ W_h.T                       # 2b. into h_{t-1} ...
+        if recurrent_mask is not None:
+            dh_next = dh_next * recurrent_mask     # ... through the dropout mask
+        dW_x += x[:, t].T @ da                     # 1b. kernel
+        dx[:, t] = da @ W_x.T                      # 1b. input
+    return dx, dh_next, dW_x, dW_h, db

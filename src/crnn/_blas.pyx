@@ -1,0 +1,97 @@
+"""Row-major GEMM for C-contiguous buffers, over ``scipy.linalg.cython_blas``.
+
+Fortran BLAS reads a row-major buffer as its transpose. To compute the row-major
+
+    C = alpha * op(A) @ op(B) + beta * C        (C is m x n, op(A) m x k, op(B) k x n)
+
+we ask BLAS for the column-major ``C^T = alpha * op(B)^T @ op(A)^T + beta * C^T``: swap
+A with B and m with n, keep the trans flags. Each leading dimension is the stored row
+length of that matrix (its row stride in elements), which lets a kernel address one time
+step of a batch-first ``(B, T, H)`` buffer as a ``(B, H)`` matrix with row stride ``T*H``.
+"""
+from cython cimport floating
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+import numpy as np
+
+
+cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
+               floating alpha, const floating *A, int lda,
+               const floating *B, int ldb,
+               floating beta, floating *C, int ldc) noexcept nogil:
+    """C = alpha * op(A) @ op(B) + beta * C for row-major buffers.
+
+    ``lda``, ``ldb``, ``ldc`` are row strides in elements. An empty product (``k == 0``)
+    scales C by beta without calling BLAS; an empty C (``m == 0`` or ``n == 0``) is
+    left alone. Leading dimensions are raised to at least 1, as Fortran BLAS demands
+    even for empty operands.
+    """
+    cdef char transa = ta
+    cdef char transb = tb
+    cdef int i, j
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:
+        for i in range(m):
+            for j in range(n):
+                C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
+        return
+    lda = max(lda, 1)
+    ldb = max(ldb, 1)
+    ldc = max(ldc, 1)
+    if floating is float:
+        sgemm(&transb, &transa, &n, &m, &k, &alpha, <float *> B, &ldb,
+              <float *> A, &lda, &beta, C, &ldc)
+    else:
+        dgemm(&transb, &transa, &n, &m, &k, &alpha, <double *> B, &ldb,
+              <double *> A, &lda, &beta, C, &ldc)
+
+
+def gemm_py(str trans_a, str trans_b, alpha, A, B, beta, C):
+    """Python twin of :c:func:`gemm` for tests: ``C = alpha*op(A)@op(B) + beta*C`` in place.
+
+    Parameters
+    ----------
+    trans_a, trans_b : {"n", "t"}
+        Whether A (resp. B) enters as itself or transposed.
+    A, B, C : ndarray, 2-D, C-contiguous, all float32 or all float64
+        ``op(A)`` is ``(m, k)``, ``op(B)`` is ``(k, n)``, ``C`` is ``(m, n)``.
+    """
+    arrays = {"A": A, "B": B, "C": C}
+    for name, arr in arrays.items():
+        if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+            raise ValueError(f"expected {name} to be a 2-D ndarray, got {type(arr).__name__} "
+                             f"with ndim={getattr(arr, 'ndim', None)}")
+        if arr.dtype != A.dtype or arr.dtype not in (np.float32, np.float64):
+            raise ValueError(f"expected A, B, C all float32 or all float64, got "
+                             f"{A.dtype}, {B.dtype}, {C.dtype}")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"expected {name} to be C-contiguous")
+    if trans_a not in ("n", "t") or trans_b not in ("n", "t"):
+        raise ValueError(f"expected trans flags 'n' or 't', got {trans_a!r}, {trans_b!r}")
+    m, ka = A.shape[::-1] if trans_a == "t" else A.shape
+    kb, n = B.shape[::-1] if trans_b == "t" else B.shape
+    if ka != kb or C.shape != (m, n):
+        raise ValueError(f"expected op(A) (m, k), op(B) (k, n), C (m, n), got op(A) "
+                         f"{(m, ka)}, op(B) {(kb, n)}, C {C.shape}")
+    if C.dtype == np.float32:
+        _gemm_typed[float](trans_a, trans_b, alpha, A, B, beta, C)
+    else:
+        _gemm_typed[double](trans_a, trans_b, alpha, A, B, beta, C)
+    return C
+
+
+cdef void _gemm_typed(str trans_a, str trans_b, floating alpha,
+                      const floating[:, ::1] A, const floating[:, ::1] B,
+                      floating beta, floating[:, ::1] C):
+    cdef BLAS_Trans ta = Trans if trans_a == "t" else NoTrans
+    cdef BLAS_Trans tb = Trans if trans_b == "t" else NoTrans
+    cdef int m = C.shape[0], n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a == "t" else A.shape[1]
+    if m == 0 or n == 0:
+        return
+    cdef const floating *a = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
+    cdef const floating *b = &B[0, 0] if B.shape[0] * B.shape[1] > 0 else NULL
+    with nogil:
+        gemm(ta, tb, m, n, k, alpha, a, <int> A.shape[1], b, <int> B.shape[1],
+             beta, &C[0, 0], n)

@@ -1,0 +1,249 @@
+"""SimpleRNN forward time loop and backpropagation through time, over BLAS.
+
+Notation: ``B`` batch, ``T`` time steps, ``D`` input features, ``H`` units. Arrays are
+batch-first and C-contiguous: ``x (B, T, D)``, ``hs (B, T, H)``. One time step
+``hs[:, t]`` is a ``(B, H)`` matrix whose rows lie ``T*H`` elements apart, which BLAS takes
+as a leading dimension, so no time-major copy is ever made.
+
+Forward, for t = 0 .. T-1 (``h_{-1} = h0``, ``m`` the optional recurrent-dropout mask)::
+
+    1. a_t = x_t @ W_x                     (all B*T rows at once, before the loop)
+    2. a_t += (h_{t-1} * m) @ W_h          (one GEMM per step)
+    3. h_t = act(a_t + b)                  (in place, one pass per step)
+
+Backward, for t = T-1 .. 0, ``dh_next`` starting as the gradient of ``h_{T-1}`` from
+outside (``dh_last``)::
+
+    3b. da_t = (dhs_t + dh_next) * act'(h_t)    (derivative from the stored output)
+    3c. db += sum over the batch of da_t
+    2b. dh_next = (da_t @ W_h^T) * m            (one GEMM per step; at t = 0, dh0)
+
+and after the loop, each one GEMM over all B*T rows::
+
+    1b. dW_x = x^T @ da,    dx = da @ W_x^T
+    2c. dW_h = sum_t (h_{t-1} * m)^T @ da_t
+
+``simple_rnn_forward`` / ``simple_rnn_backward`` have the signatures of their twins in
+``crnn.reference``, which define what they compute.
+"""
+from cython cimport floating
+from libc.string cimport memcpy
+
+from crnn._activations cimport activation_grad_row, bias_activate_row
+from crnn._blas cimport NoTrans, Trans, gemm
+
+import numpy as np
+
+from crnn import _checks
+from crnn.activations import CODES, check as _check_activation
+
+
+cdef void _forward(floating *hs, const floating *x, const floating *h0,
+                   const floating *W_x, const floating *W_h, const floating *b,
+                   const floating *mask, floating *h_masked,
+                   Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                   int act) noexcept nogil:
+    cdef Py_ssize_t t, i, j
+    cdef Py_ssize_t TH = T * H
+    cdef const floating *h_prev
+    cdef Py_ssize_t ld_prev
+    # 1. hs = x @ W_x, all B*T rows in one GEMM (the bias joins in step 3)
+    gemm(NoTrans, NoTrans, <int> (B * T), <int> H, <int> D, <floating> 1.0,
+         x, <int> D, W_x, <int> H, <floating> 0.0, hs, <int> H)
+    for t in range(T):
+        if t == 0:
+            h_prev, ld_prev = h0, H
+        else:
+            h_prev, ld_prev = hs + (t - 1) * H, TH
+        if mask != NULL:
+            # recurrent dropout: h_masked = h_prev * m
+            for i in range(B):
+                for j in range(H):
+                    h_masked[i * H + j] = h_prev[i * ld_prev + j] * mask[i * H + j]
+            h_prev, ld_prev = h_masked, H
+        # 2. hs[:, t] += h_prev @ W_h
+        gemm(NoTrans, NoTrans, <int> B, <int> H, <int> H, <floating> 1.0,
+             h_prev, <int> ld_prev, W_h, <int> H, <floating> 1.0, hs + t * H, <int> TH)
+        # 3. hs[:, t] = act(hs[:, t] + b)
+        for i in range(B):
+            bias_activate_row(hs + i * TH + t * H, b, H, act)
+
+
+cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *dW_h,
+                    floating *db, floating *da,
+                    const floating *x, const floating *h0, const floating *W_x,
+                    const floating *W_h, const floating *hs, const floating *dhs,
+                    const floating *mask, const floating *hs_masked,
+                    const floating *h0_masked,
+                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                    int act) noexcept nogil:
+    # dh_next holds the gradient reaching h_{T-1} from outside on entry, dh0 on exit.
+    # db must come in zeroed; every other output is written whole.
+    # hs_masked / h0_masked are hs * m and h0 * m (or hs and h0 when there is no mask).
+    cdef Py_ssize_t t, i, j
+    cdef Py_ssize_t TH = T * H
+    cdef floating *da_row
+    cdef const floating *dhs_row
+    for t in range(T - 1, -1, -1):
+        for i in range(B):
+            da_row = da + i * TH + t * H
+            # 3b. da_t = (dhs_t + dh_next) * act'(h_t)
+            if dhs != NULL:
+                dhs_row = dhs + i * TH + t * H
+                for j in range(H):
+                    da_row[j] = dhs_row[j] + dh_next[i * H + j]
+            else:
+                memcpy(da_row, dh_next + i * H, H * sizeof(floating))
+            activation_grad_row(da_row, da_row, hs + i * TH + t * H, H, act)
+            # 3c. db += da_t (summed over the batch)
+            for j in range(H):
+                db[j] += da_row[j]
+        # 2b. dh_next = da_t @ W_h^T
+        gemm(NoTrans, Trans, <int> B, <int> H, <int> H, <floating> 1.0,
+             da + t * H, <int> TH, W_h, <int> H, <floating> 0.0, dh_next, <int> H)
+        if mask != NULL:
+            # ... * m: recurrent dropout passed only the kept units of h_{t-1}
+            for i in range(B * H):
+                dh_next[i] *= mask[i]
+    # 1b. dW_x = x^T @ da and dx = da @ W_x^T, over all B*T rows
+    gemm(Trans, NoTrans, <int> D, <int> H, <int> (B * T), <floating> 1.0,
+         x, <int> D, da, <int> H, <floating> 0.0, dW_x, <int> H)
+    gemm(NoTrans, Trans, <int> (B * T), <int> D, <int> H, <floating> 1.0,
+         da, <int> H, W_x, <int> H, <floating> 0.0, dx, <int> D)
+    # 2c. dW_h = sum over b, t of h_{t-1}^T da_t, in three GEMMs rather than T:
+    #   the t = 0 terms:   h0^T @ da[:, 0]
+    gemm(Trans, NoTrans, <int> H, <int> H, <int> B, <floating> 1.0,
+         h0_masked, <int> H, da, <int> TH, <floating> 0.0, dW_h, <int> H)
+    if T > 1:
+        # the t >= 1 terms: in the flat (B*T, H) row order, row r of hs is h_t of sequence
+        # b and row r + 1 of da is da_{t+1} of the same b, except where t = T-1: there
+        # row r + 1 is da_0 of sequence b + 1. Take every pair in one GEMM ...
+        gemm(Trans, NoTrans, <int> H, <int> H, <int> (B * T - 1), <floating> 1.0,
+             hs_masked, <int> H, da + H, <int> H, <floating> 1.0, dW_h, <int> H)
+        # ... and remove the B - 1 pairs that cross from one sequence to the next:
+        # dW_h -= hs[:B-1, T-1]^T @ da[1:, 0]
+        gemm(Trans, NoTrans, <int> H, <int> H, <int> (B - 1), <floating> -1.0,
+             hs_masked + (T - 1) * H, <int> TH, da + TH, <int> TH, <floating> 1.0,
+             dW_h, <int> H)
+
+
+def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=None):
+    """Run a SimpleRNN over a batch of sequences.
+
+    .. math:: h_t = \\mathrm{act}(x_t W_x + (h_{t-1} \\odot m) W_h + b), \\quad h_{-1} = h_0
+
+    Parameters
+    ----------
+    x : ndarray (B, T, D), float32 or float64, C-contiguous
+    h0 : ndarray (B, H), the initial state
+    W_x : ndarray (D, H), the kernel
+    W_h : ndarray (H, H), the recurrent kernel
+    b : ndarray (H,), the bias
+    activation : {"tanh", "relu", "sigmoid", "linear"}
+    recurrent_mask : ndarray (B, H) or None
+        Recurrent-dropout mask ``m`` (already scaled by ``1 / (1 - rate)``), the same at
+        every step.
+
+    Returns
+    -------
+    hs : ndarray (B, T, H), every state ``h_0 .. h_{T-1}``; what backward needs.
+    """
+    act = CODES[_check_activation(activation)]
+    B, T, D, H = _checks.simple_rnn_forward(x, h0, W_x, W_h, b, recurrent_mask)
+    hs = np.empty((B, T, H), dtype=x.dtype)
+    if B == 0 or T == 0:
+        return hs
+    h_masked = None if recurrent_mask is None else np.empty((B, H), dtype=x.dtype)
+    if x.dtype == np.float32:
+        _forward_views[float](hs, x, h0, W_x, W_h, b, recurrent_mask, h_masked, act)
+    else:
+        _forward_views[double](hs, x, h0, W_x, W_h, b, recurrent_mask, h_masked, act)
+    return hs
+
+
+cdef void _forward_views(floating[:, :, ::1] hs, const floating[:, :, ::1] x,
+                         const floating[:, ::1] h0, const floating[:, ::1] W_x,
+                         const floating[:, ::1] W_h, const floating[::1] b,
+                         const floating[:, ::1] mask, floating[:, ::1] h_masked,
+                         int act):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const floating *mask_p = NULL
+    cdef floating *h_masked_p = NULL
+    if mask is not None:
+        mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0]
+    with nogil:
+        _forward(&hs[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], &W_h[0, 0], &b[0],
+                 mask_p, h_masked_p, B, T, D, H, act)
+
+
+def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
+                        recurrent_mask=None):
+    """Backpropagate through :func:`simple_rnn_forward` (BPTT).
+
+    Parameters
+    ----------
+    x, h0, W_x, W_h, activation, recurrent_mask
+        As given to the forward pass.
+    hs : ndarray (B, T, H)
+        The states the forward pass returned.
+    dhs : ndarray (B, T, H) or None
+        Gradient of the loss with respect to every state ``h_t`` (None: zero).
+    dh_last : ndarray (B, H) or None
+        Gradient with respect to the final state ``h_{T-1}`` coming from outside the
+        sequence output, e.g. through ``return_state`` (None: zero).
+
+    Returns
+    -------
+    dx : ndarray (B, T, D)
+    dh0 : ndarray (B, H)
+    dW_x : ndarray (D, H)
+    dW_h : ndarray (H, H)
+    db : ndarray (H,)
+    """
+    act = CODES[_check_activation(activation)]
+    B, T, D, H = _checks.simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last,
+                                             recurrent_mask)
+    dtype = x.dtype
+    dx = np.empty((B, T, D), dtype=dtype)
+    dh0 = np.zeros((B, H), dtype=dtype) if dh_last is None else dh_last.copy()
+    dW_x = np.zeros((D, H), dtype=dtype)
+    dW_h = np.zeros((H, H), dtype=dtype)
+    db = np.zeros(H, dtype=dtype)
+    if B == 0 or T == 0:
+        dx.fill(0)
+        return dx, dh0, dW_x, dW_h, db
+    da = np.empty((B, T, H), dtype=dtype)
+    if recurrent_mask is None:
+        hs_masked, h0_masked = hs, h0
+    else:
+        hs_masked = hs * recurrent_mask[:, None, :]
+        h0_masked = h0 * recurrent_mask
+    if dtype == np.float32:
+        _backward_views[float](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, hs, dhs,
+                               recurrent_mask, hs_masked, h0_masked, act)
+    else:
+        _backward_views[double](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, hs, dhs,
+                                recurrent_mask, hs_masked, h0_masked, act)
+    return dx, dh0, dW_x, dW_h, db
+
+
+cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
+                          floating[:, ::1] dW_x, floating[:, ::1] dW_h, floating[::1] db,
+                          floating[:, :, ::1] da, const floating[:, :, ::1] x,
+                          const floating[:, ::1] h0, const floating[:, ::1] W_x,
+                          const floating[:, ::1] W_h, const floating[:, :, ::1] hs,
+                          const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
+                          const floating[:, :, ::1] hs_masked,
+                          const floating[:, ::1] h0_masked, int act):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const floating *dhs_p = NULL
+    cdef const floating *mask_p = NULL
+    if dhs is not None:
+        dhs_p = &dhs[0, 0, 0]
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    with nogil:
+        _backward(&dx[0, 0, 0], &dh_next[0, 0], &dW_x[0, 0], &dW_h[0, 0], &db[0],
+                  &da[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], &W_h[0, 0],
+                  &hs[0, 0, 0], dhs_p, mask_p, &hs_masked[0, 0, 0], &h0_masked[0, 0],
+                  B, T, D, H, act)
