@@ -73,7 +73,7 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                     floating *db, floating *da,
                     const floating *x, const floating *h0, const floating *W_x,
                     const floating *W_h, const floating *hs, const floating *dhs,
-                    const floating *mask, const floating *hs_masked,
+                    bint dhs_given, const floating *mask, const floating *hs_masked,
                     const floating *h0_masked,
                     Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                     int act) noexcept nogil:
@@ -82,22 +82,14 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
     # hs_masked / h0_masked are hs * m and h0 * m (or hs and h0 when there is no mask).
     cdef Py_ssize_t t, i, j
     cdef Py_ssize_t TH = T * H
-    cdef floating *da_row
-    cdef const floating *dhs_row
+    # With no gradient on the sequence output, dhs points at one row of zeros that every
+    # (b, t) reads: a stride of 0 instead of a second copy of the loop.
+    cdef Py_ssize_t ld_dhs = H if dhs_given else 0
     for t in range(T - 1, -1, -1):
         for i in range(B):
-            da_row = da + i * TH + t * H
-            # 3b. da_t = (dhs_t + dh_next) * act'(h_t)
-            if dhs != NULL:
-                dhs_row = dhs + i * TH + t * H
-                for j in range(H):
-                    da_row[j] = dhs_row[j] + dh_next[i * H + j]
-            else:
-                memcpy(da_row, dh_next + i * H, H * sizeof(floating))
-            activation_grad_row(da_row, da_row, hs + i * TH + t * H, H, act)
-            # 3c. db += da_t (summed over the batch)
-            for j in range(H):
-                db[j] += da_row[j]
+            # 3b. da_t = (dhs_t + dh_next) * act'(h_t);  3c. db += da_t
+            activation_grad_row(da + i * TH + t * H, db, dh_next + i * H,
+                                dhs + (i * T + t) * ld_dhs, hs + i * TH + t * H, H, act)
         # 2b. dh_next = da_t @ W_h^T
         gemm(NoTrans, Trans, <int> B, <int> H, <int> H, <floating> 1.0,
              da + t * H, <int> TH, W_h, <int> H, <floating> 0.0, dh_next, <int> H)
@@ -213,6 +205,9 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
         dx.fill(0)
         return dx, dh0, dW_x, dW_h, db
     da = np.empty((B, T, H), dtype=dtype)
+    dhs_given = dhs is not None
+    if not dhs_given:
+        dhs = np.zeros((1, 1, H), dtype=dtype)  # read with row stride 0, see _backward
     if recurrent_mask is None:
         hs_masked, h0_masked = hs, h0
     else:
@@ -220,10 +215,10 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
         h0_masked = h0 * recurrent_mask
     if dtype == np.float32:
         _backward_views[float](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, hs, dhs,
-                               recurrent_mask, hs_masked, h0_masked, act)
+                               recurrent_mask, hs_masked, h0_masked, dhs_given, act)
     else:
         _backward_views[double](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, hs, dhs,
-                                recurrent_mask, hs_masked, h0_masked, act)
+                                recurrent_mask, hs_masked, h0_masked, dhs_given, act)
     return dx, dh0, dW_x, dW_h, db
 
 
@@ -234,16 +229,15 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                           const floating[:, ::1] W_h, const floating[:, :, ::1] hs,
                           const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
                           const floating[:, :, ::1] hs_masked,
-                          const floating[:, ::1] h0_masked, int act):
+                          const floating[:, ::1] h0_masked, bint dhs_given, int act):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
-    cdef const floating *dhs_p = NULL
+    cdef const floating *dhs_p = &dhs[0, 0, 0]
     cdef const floating *mask_p = NULL
-    if dhs is not None:
-        dhs_p = &dhs[0, 0, 0]
     if mask is not None:
         mask_p = &mask[0, 0]
     with nogil:
         _backward(&dx[0, 0, 0], &dh_next[0, 0], &dW_x[0, 0], &dW_h[0, 0], &db[0],
                   &da[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], &W_h[0, 0],
-                  &hs[0, 0, 0], dhs_p, mask_p, &hs_masked[0, 0, 0], &h0_masked[0, 0],
+                  &hs[0, 0, 0], dhs_p, dhs_given, mask_p, &hs_masked[0, 0, 0],
+                  &h0_masked[0, 0],
                   B, T, D, H, act)
