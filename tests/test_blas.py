@@ -1,0 +1,51 @@
+"""The row-major GEMM helper against NumPy, for every transpose combination and dtype."""
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from crnn._blas import gemm_py
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", list(itertools.product("nt", "nt")))
+@pytest.mark.parametrize("m,n,k", [(3, 5, 7), (1, 1, 1), (17, 4, 33), (64, 65, 9)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)])
+def test_gemm_matches_numpy(dtype, ta, tb, m, n, k, alpha, beta):
+    rng = np.random.default_rng(m * 100 + n * 10 + k)
+    A = rng.standard_normal((k, m) if ta == "t" else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if tb == "t" else (k, n)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    opA = A.T if ta == "t" else A
+    opB = B.T if tb == "t" else B
+    expected = alpha * (opA.astype(np.float64) @ opB.astype(np.float64)) + beta * C
+    out = gemm_py(ta, tb, alpha, A, B, beta, C)
+    assert out is C
+    assert_close(C, expected, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_empty_k_scales_c(dtype):
+    A = np.empty((3, 0), dtype)
+    B = np.empty((0, 4), dtype)
+    C = np.full((3, 4), 2.0, dtype)
+    gemm_py("n", "n", 1.0, A, B, 0.5, C)
+    np.testing.assert_array_equal(C, np.full((3, 4), 1.0))
+    C[...] = np.nan
+    gemm_py("n", "n", 1.0, A, B, 0.0, C)  # beta = 0 overwrites, NaN included
+    np.testing.assert_array_equal(C, np.zeros((3, 4)))
+
+
+def test_gemm_rejects_bad_arguments():
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="all float32 or all float64"):
+        gemm_py("n", "n", 1.0, a, np.ones((3, 2)), 0.0, np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"op\(A\)"):
+        gemm_py("n", "n", 1.0, a, a, 0.0, np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        gemm_py("n", "n", 1.0, np.ones((3, 2), np.float32).T, np.ones((3, 2), np.float32),
+                0.0, np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="trans flags"):
+        gemm_py("x", "n", 1.0, a, np.ones((3, 2), np.float32), 0.0,
+                np.ones((2, 2), np.float32))
