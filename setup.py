@@ -25,8 +25,7 @@ directives = {
 
 # -O3 lets GCC vectorise the elementwise passes, and -fno-trapping-math lets it if-convert
 # the selects in them (we never read the floating-point exception flags). No -ffast-math,
-# which would break NaN
-# propagation and the agreement with the NumPy reference.
+# which would break NaN propagation and the agreement with the NumPy reference.
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 
 modules = ["_blas", "_simple_rnn"]
