@@ -33,6 +33,8 @@ extensions = [
     Extension(
         f"crnn.{name}",
         [f"src/crnn/{name}.pyx"],
+        include_dirs=["src/crnn"],  # _simd.h
+        depends=["src/crnn/_simd.h"],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -4,7 +4,7 @@
 #
 # Codes match crnn.activations.CODES.
 from cython cimport floating
-from libc.math cimport exp, expf, fabs, fabsf, tanh
+from libc.math cimport exp, tanh
 
 cdef enum:
     TANH = 0
@@ -13,52 +13,11 @@ cdef enum:
     LINEAR = 3
 
 
-cdef inline float tanh_f32(float x) noexcept nogil:
-    # Rational approximation of tanh on [-7.9, 7.9] (Eigen's generic_fast_tanh_float):
-    # odd 13th-degree numerator over even 6th-degree denominator, within a few ulp of
-    # float32 tanh, and no branch or call, so a loop over it vectorises. Beyond the clamp
-    # tanh is +-1 in float32. Comparisons rather than fminf/fmaxf keep NaN a NaN.
-    # Every constant is a float: a double literal would turn each step into
-    # float -> double -> float conversions and stop the vectorisation.
-    cdef float c = <float> 7.90531110763549805
-    cdef float xc = c if x > c else x
-    xc = -c if xc < -c else xc
-    cdef float x2 = xc * xc
-    cdef float p = <float> -2.76076847742355e-16
-    p = p * x2 + <float> 2.00018790482477e-13
-    p = p * x2 + <float> -8.60467152213735e-11
-    p = p * x2 + <float> 5.12229709037114e-08
-    p = p * x2 + <float> 1.48572235717979e-05
-    p = p * x2 + <float> 6.37261928875436e-04
-    p = p * x2 + <float> 4.89352455891786e-03
-    p = p * xc
-    cdef float q = <float> 1.19825839466702e-06
-    q = q * x2 + <float> 1.18534705686654e-04
-    q = q * x2 + <float> 2.26843463243900e-03
-    q = q * x2 + <float> 4.89352518554385e-03
-    cdef float tiny = <float> 0.0004
-    # The division is done unconditionally and then selected: GCC will not if-convert
-    # (and so not vectorise) a branch that divides.
-    cdef float r = p / q
-    # tanh(x) = x to float32 precision for |x| < 4e-4; this also keeps the sign of -0.
-    return x if fabsf(x) < tiny else r
-
-
-cdef inline floating activate(floating a, int act) noexcept nogil:
-    """h = act(a) for one element (used where a row loop is not worth specialising)."""
-    if act == TANH:
-        if floating is float:
-            return tanh_f32(a)
-        else:
-            return tanh(a)
-    elif act == RELU:
-        return 0 if a < 0 else a          # NaN passes through
-    elif act == SIGMOID:
-        if floating is float:
-            return 1 / (1 + expf(-a))
-        else:
-            return 1 / (1 + exp(-a))
-    return a
+cdef extern from "_simd.h" nogil:
+    # In C so that the compiler can build it for AVX2 and AVX-512 too (see _simd.h).
+    void bias_tanh_row_f32 "crnn_bias_tanh_row_f32"(float *a, const float *b, Py_ssize_t n)
+    void bias_sigmoid_row_f32 "crnn_bias_sigmoid_row_f32"(float *a, const float *b,
+                                                          Py_ssize_t n)
 
 
 cdef inline void bias_activate_row(floating *a, const floating *b, Py_ssize_t n,
@@ -67,20 +26,20 @@ cdef inline void bias_activate_row(floating *a, const floating *b, Py_ssize_t n,
     cdef Py_ssize_t j
     cdef floating v
     if act == TANH:
-        for j in range(n):
-            if floating is float:
-                a[j] = tanh_f32(a[j] + b[j])
-            else:
+        if floating is float:
+            bias_tanh_row_f32(a, b, n)
+        else:
+            for j in range(n):
                 a[j] = tanh(a[j] + b[j])
     elif act == RELU:
         for j in range(n):
             v = a[j] + b[j]
             a[j] = 0 if v < 0 else v
     elif act == SIGMOID:
-        for j in range(n):
-            if floating is float:
-                a[j] = 1 / (1 + expf(-(a[j] + b[j])))
-            else:
+        if floating is float:
+            bias_sigmoid_row_f32(a, b, n)
+        else:
+            for j in range(n):
                 a[j] = 1 / (1 + exp(-(a[j] + b[j])))
     else:
         for j in range(n):

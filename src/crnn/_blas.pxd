@@ -11,3 +11,9 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
                floating alpha, const floating *A, int lda,
                const floating *B, int ldb,
                floating beta, floating *C, int ldc) noexcept nogil
+
+
+cdef void transpose(int rows, int cols, const floating *A, int lda,
+                    floating *out, int ldo) noexcept nogil
+
+cdef bint trans_b_faster(int m, int n, int k) noexcept nogil

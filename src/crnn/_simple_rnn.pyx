@@ -30,7 +30,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from crnn._activations cimport activation_grad_row, bias_activate_row
-from crnn._blas cimport NoTrans, Trans, gemm
+from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
 
 import numpy as np
 
@@ -39,10 +39,11 @@ from crnn.activations import CODES, check as _check_activation
 
 
 cdef void _forward(floating *hs, const floating *x, const floating *h0,
-                   const floating *W_x, const floating *W_h, const floating *b,
-                   const floating *mask, floating *h_masked,
+                   const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
+                   const floating *b, const floating *mask, floating *h_masked,
                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                    int act) noexcept nogil:
+    # W_rec is W_h (t_rec NoTrans) or its stored transpose (t_rec Trans): op(W_rec) = W_h.
     cdef Py_ssize_t t, i, j
     cdef Py_ssize_t TH = T * H
     cdef const floating *h_prev
@@ -62,8 +63,8 @@ cdef void _forward(floating *hs, const floating *x, const floating *h0,
                     h_masked[i * H + j] = h_prev[i * ld_prev + j] * mask[i * H + j]
             h_prev, ld_prev = h_masked, H
         # 2. hs[:, t] += h_prev @ W_h
-        gemm(NoTrans, NoTrans, <int> B, <int> H, <int> H, <floating> 1.0,
-             h_prev, <int> ld_prev, W_h, <int> H, <floating> 1.0, hs + t * H, <int> TH)
+        gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
+             h_prev, <int> ld_prev, W_rec, <int> H, <floating> 1.0, hs + t * H, <int> TH)
         # 3. hs[:, t] = act(hs[:, t] + b)
         for i in range(B):
             bias_activate_row(hs + i * TH + t * H, b, H, act)
@@ -72,7 +73,8 @@ cdef void _forward(floating *hs, const floating *x, const floating *h0,
 cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *dW_h,
                     floating *db, floating *da,
                     const floating *x, const floating *h0, const floating *W_x,
-                    const floating *W_h, const floating *hs, const floating *dhs,
+                    const floating *W_rec, BLAS_Trans t_rec,
+                    const floating *hs, const floating *dhs,
                     bint dhs_given, const floating *mask, const floating *hs_masked,
                     const floating *h0_masked,
                     Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
@@ -80,6 +82,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
     # dh_next holds the gradient reaching h_{T-1} from outside on entry, dh0 on exit.
     # db must come in zeroed; every other output is written whole.
     # hs_masked / h0_masked are hs * m and h0 * m (or hs and h0 when there is no mask).
+    # W_rec is W_h (t_rec Trans) or its stored transpose (t_rec NoTrans):
+    # op(W_rec) = W_h^T.
     cdef Py_ssize_t t, i, j
     cdef Py_ssize_t TH = T * H
     # With no gradient on the sequence output, dhs points at one row of zeros that every
@@ -91,8 +95,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
             activation_grad_row(da + i * TH + t * H, db, dh_next + i * H,
                                 dhs + (i * T + t) * ld_dhs, hs + i * TH + t * H, H, act)
         # 2b. dh_next = da_t @ W_h^T
-        gemm(NoTrans, Trans, <int> B, <int> H, <int> H, <floating> 1.0,
-             da + t * H, <int> TH, W_h, <int> H, <floating> 0.0, dh_next, <int> H)
+        gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
+             da + t * H, <int> TH, W_rec, <int> H, <floating> 0.0, dh_next, <int> H)
         if mask != NULL:
             # ... * m: recurrent dropout passed only the kept units of h_{t-1}
             for i in range(B * H):
@@ -146,25 +150,34 @@ def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=Non
     if B == 0 or T == 0:
         return hs
     h_masked = None if recurrent_mask is None else np.empty((B, H), dtype=x.dtype)
+    # Step 2 multiplies by W_h, or by a transposed copy where BLAS is faster so.
+    W_hT = np.empty((H, H), dtype=x.dtype) if trans_b_faster(B, H, H) else None
     if x.dtype == np.float32:
-        _forward_views[float](hs, x, h0, W_x, W_h, b, recurrent_mask, h_masked, act)
+        _forward_views[float](hs, x, h0, W_x, W_h, W_hT, b, recurrent_mask, h_masked, act)
     else:
-        _forward_views[double](hs, x, h0, W_x, W_h, b, recurrent_mask, h_masked, act)
+        _forward_views[double](hs, x, h0, W_x, W_h, W_hT, b, recurrent_mask, h_masked,
+                               act)
     return hs
 
 
 cdef void _forward_views(floating[:, :, ::1] hs, const floating[:, :, ::1] x,
                          const floating[:, ::1] h0, const floating[:, ::1] W_x,
-                         const floating[:, ::1] W_h, const floating[::1] b,
+                         const floating[:, ::1] W_h, floating[:, ::1] W_hT,
+                         const floating[::1] b,
                          const floating[:, ::1] mask, floating[:, ::1] h_masked,
                          int act):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const floating *mask_p = NULL
     cdef floating *h_masked_p = NULL
+    cdef const floating *W_rec = &W_h[0, 0]
+    cdef BLAS_Trans t_rec = NoTrans
     if mask is not None:
         mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0]
     with nogil:
-        _forward(&hs[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], &W_h[0, 0], &b[0],
+        if W_hT is not None:
+            transpose(<int> H, <int> H, &W_h[0, 0], <int> H, &W_hT[0, 0], <int> H)
+            W_rec, t_rec = &W_hT[0, 0], Trans
+        _forward(&hs[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], W_rec, t_rec, &b[0],
                  mask_p, h_masked_p, B, T, D, H, act)
 
 
@@ -213,12 +226,15 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
     else:
         hs_masked = hs * recurrent_mask[:, None, :]
         h0_masked = h0 * recurrent_mask
+    # Step 2b multiplies by W_h^T, as W_h with Trans or, where BLAS is faster so, as a
+    # transposed copy without.
+    W_hT = None if trans_b_faster(B, H, H) else np.empty((H, H), dtype=dtype)
     if dtype == np.float32:
-        _backward_views[float](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, hs, dhs,
-                               recurrent_mask, hs_masked, h0_masked, dhs_given, act)
+        _backward_views[float](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, W_hT, hs,
+                               dhs, recurrent_mask, hs_masked, h0_masked, dhs_given, act)
     else:
-        _backward_views[double](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, hs, dhs,
-                                recurrent_mask, hs_masked, h0_masked, dhs_given, act)
+        _backward_views[double](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, W_hT, hs,
+                                dhs, recurrent_mask, hs_masked, h0_masked, dhs_given, act)
     return dx, dh0, dW_x, dW_h, db
 
 
@@ -226,18 +242,24 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                           floating[:, ::1] dW_x, floating[:, ::1] dW_h, floating[::1] db,
                           floating[:, :, ::1] da, const floating[:, :, ::1] x,
                           const floating[:, ::1] h0, const floating[:, ::1] W_x,
-                          const floating[:, ::1] W_h, const floating[:, :, ::1] hs,
+                          const floating[:, ::1] W_h, floating[:, ::1] W_hT,
+                          const floating[:, :, ::1] hs,
                           const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
                           const floating[:, :, ::1] hs_masked,
                           const floating[:, ::1] h0_masked, bint dhs_given, int act):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const floating *dhs_p = &dhs[0, 0, 0]
     cdef const floating *mask_p = NULL
+    cdef const floating *W_rec = &W_h[0, 0]
+    cdef BLAS_Trans t_rec = Trans
     if mask is not None:
         mask_p = &mask[0, 0]
     with nogil:
+        if W_hT is not None:
+            transpose(<int> H, <int> H, &W_h[0, 0], <int> H, &W_hT[0, 0], <int> H)
+            W_rec, t_rec = &W_hT[0, 0], NoTrans
         _backward(&dx[0, 0, 0], &dh_next[0, 0], &dW_x[0, 0], &dW_h[0, 0], &db[0],
-                  &da[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], &W_h[0, 0],
+                  &da[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], W_rec, t_rec,
                   &hs[0, 0, 0], dhs_p, dhs_given, mask_p, &hs_masked[0, 0, 0],
                   &h0_masked[0, 0],
                   B, T, D, H, act)
