@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from crnn._blas import gemm_py
+from crnn._blas import gemm_py, transpose_py
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -49,3 +49,19 @@ def test_gemm_rejects_bad_arguments():
     with pytest.raises(ValueError, match="trans flags"):
         gemm_py("x", "n", 1.0, a, np.ones((3, 2), np.float32), 0.0,
                 np.ones((2, 2), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (16, 16), (17, 33), (64, 40), (100, 3)])
+def test_transpose_matches_numpy(dtype, shape):
+    A = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    out = transpose_py(A)
+    assert out.flags.c_contiguous and out.dtype == dtype
+    np.testing.assert_array_equal(out, A.T)
+
+
+def test_transpose_rejects_bad_input():
+    with pytest.raises(ValueError, match="expected a 2-D float32 or float64 ndarray"):
+        transpose_py(np.ones(3))
+    with pytest.raises(ValueError, match="expected a 2-D float32 or float64 ndarray"):
+        transpose_py(np.ones((2, 2), dtype=np.int64))

@@ -20,8 +20,11 @@ def both_backends(fn_name, *args, **kwargs):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("mask", [False, True])
 @pytest.mark.parametrize("grads", ["both", "sequence", "last", "none"])
-def test_fast_matches_reference(rng, dtype, activation, mask, grads):
-    B, T, D, H = 4, 9, 3, 6
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_fast_matches_reference(rng, dtype, activation, mask, grads, size):
+    # "large": B*H*H above 1e6, where the recurrent GEMMs switch which copy of W_h they
+    # read (W_h itself or its transpose: _blas.trans_b_faster); both paths are checked.
+    B, T, D, H = (4, 9, 3, 6) if size == "small" else (17, 5, 3, 256)
     x, h0, W_x, W_h, b, m = random_problem(rng, B, T, D, H, dtype, mask)
     hs_ref, hs_fast = both_backends("simple_rnn_forward", x, h0, W_x, W_h, b, activation, m)
     assert hs_fast.shape == (B, T, H) and hs_fast.dtype == dtype
