@@ -7,6 +7,7 @@ BLAS comes from ``scipy.linalg.cython_blas``: no link flags, no BLAS headers.
 Set ``CRNN_DEBUG=1`` to build with bounds and initialisation checks on.
 """
 import os
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -28,7 +29,8 @@ directives = {
 # which would break NaN propagation and the agreement with the NumPy reference.
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 
-modules = ["_blas", "_simple_rnn"]
+# every src/crnn/<name>.pyx becomes the extension crnn.<name>
+modules = sorted(p.stem for p in Path("src/crnn").glob("*.pyx"))
 extensions = [
     Extension(
         f"crnn.{name}",

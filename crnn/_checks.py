@@ -80,3 +80,21 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, recurrent_mask=None):
     array("dhs", dhs, (B, T, H), x.dtype, optional=True)
     array("dh_last", dh_last, (B, H), x.dtype, optional=True)
     return B, T, D, H
+
+
+def gated_rnn(x, h0, W_x, W_h, G, recurrent_mask=None):
+    """Check the arguments common to the gated kernels (LSTM ``G = 4``, GRU ``G = 3``):
+    ``x (B, T, D)``, ``h0 (B, H)``, ``W_x (D, G*H)``, ``W_h (H, G*H)``, the mask ``(B, H)``.
+    Returns ``(B, T, D, H)``."""
+    array("x", x, (None, None, None))
+    B, T, D = x.shape
+    array("W_h", W_h, (None, None), x.dtype)
+    H = W_h.shape[0]
+    if W_h.shape != (H, G * H):
+        raise ValueError(f"expected W_h (recurrent kernel) of shape (H, {G}*H), got "
+                         f"{W_h.shape}")
+    array("W_x", W_x, (D, G * H), x.dtype)
+    array("h0", h0, (B, H), x.dtype)
+    array("recurrent_mask", recurrent_mask, (B, H), x.dtype, optional=True)
+    blas_sizes(B=B, T=T, D=D, H=G * H)
+    return B, T, D, H

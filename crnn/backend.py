@@ -13,7 +13,11 @@ _default = "cython"
 # The kernel module of each backend, for each kernel family.
 _MODULES = {
     ("cython", "simple_rnn"): "crnn._simple_rnn",
-    ("reference", "simple_rnn"): "crnn.reference",
+    ("reference", "simple_rnn"): "crnn.reference.simple_rnn",
+    ("cython", "lstm"): "crnn._lstm",
+    ("reference", "lstm"): "crnn.reference.lstm",
+    ("cython", "gru"): "crnn._gru",
+    ("reference", "gru"): "crnn.reference.gru",
 }
 
 
