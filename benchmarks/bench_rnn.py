@@ -1,18 +1,19 @@
-"""Benchmark the SimpleRNN layer: crnn against its NumPy reference and PyTorch.
+"""Benchmark the recurrent layers: crnn against its NumPy reference and PyTorch.
 
 What is measured
 ----------------
-For each shape ``(B, T, D, H)`` (batch, time steps, input features, units), all in
-float32 and in one process:
+For each cell type (SimpleRNN, LSTM, GRU) and each shape ``(B, T, D, H)`` (batch, time
+steps, input features, units), all in float32 and in one process:
 
-- ``crnn``: ``crnn.SimpleRNN(H, return_sequences=True, backend="cython")``, called as a
-  user calls it (its Python overhead included);
+- ``crnn``: ``crnn.SimpleRNN`` / ``crnn.LSTM`` / ``crnn.GRU`` ``(H,
+  return_sequences=True, backend="cython")`` with default activations (GRU:
+  ``reset_after=True``), called as a user calls it (its Python overhead included);
 - ``reference``: the same layer with ``backend="reference"`` (the NumPy specification),
   holding the same weights;
-- ``torch``: ``torch.nn.RNN(D, H, batch_first=True, nonlinearity="tanh")`` with the
-  crnn weights copied in (``weight_ih_l0 = kernel.T``, ``weight_hh_l0 =
-  recurrent_kernel.T``, ``bias_ih_l0 = bias``, ``bias_hh_l0 = 0``), when torch is
-  importable.
+- ``torch``: ``torch.nn.RNN`` (tanh) / ``nn.LSTM`` / ``nn.GRU`` ``(D, H,
+  batch_first=True)`` with the crnn weights copied in (transposed; GRU gates reordered
+  from Keras's z, r, h to PyTorch's r, z, n; SimpleRNN and LSTM get ``bias_ih_l0 =
+  bias``, ``bias_hh_l0 = 0``), when torch is importable.
 
 Two modes per implementation: ``fwd``, the forward pass without gradients (torch under
 ``torch.no_grad()``, crnn a plain call), and ``fwd+bwd``, the forward pass then the
@@ -41,15 +42,18 @@ with the thread count of the OpenBLAS that crnn uses (as reported by threadpoolc
 first call per implementation also checks that they agree (max abs difference of the
 outputs and of dx, printed under the table).
 
-Work is counted as GEMM flops: ``2*B*T*(D*H + H*H)`` for the forward pass and three times
-that for forward+backward (backward does twice the forward's GEMM work: gradients for the
-inputs/state and for the weights). GFLOP/s = flops / median time.
+Work is counted as GEMM flops: ``2*B*T*G*H*(D + H)`` for the forward pass (``G`` gates:
+1, 4, 3) and three times that for forward+backward (backward does twice the forward's
+GEMM work: gradients for the inputs/state and for the weights). GFLOP/s = flops / median
+time. The SGEMM peak is measured first, in the same process: the best of a few
+``(2048 x 2048) @ (2048 x 2048)`` float32 products through SciPy's OpenBLAS and through
+PyTorch; ``%pk`` is each implementation's GFLOP/s as a fraction of it.
 
 Usage::
 
     python benchmarks/bench_rnn.py            # all shapes, full repeats
     python benchmarks/bench_rnn.py --quick    # same shapes, fewer repeats (CI)
-    python benchmarks/bench_rnn.py --shapes small medium --repeats 5 --no-torch
+    python benchmarks/bench_rnn.py --cells lstm gru --shapes small medium --no-torch
 """
 import argparse
 import gc
@@ -70,6 +74,11 @@ SHAPES = {  # name: (B, T, D, H)
     "small": (32, 50, 32, 64),
     "medium": (64, 100, 128, 256),
     "large": (128, 100, 512, 1024),
+}
+CELLS = {  # name: (crnn layer, gates G)
+    "simple_rnn": (crnn.SimpleRNN, 1),
+    "lstm": (crnn.LSTM, 4),
+    "gru": (crnn.GRU, 3),
 }
 IMPLS = ("crnn", "reference", "torch")
 MODES = ("fwd", "fwd+bwd")
@@ -101,6 +110,8 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_REPEATS} repeats, {QUICK_WARMUP} warm-up calls, no NumPy "
                         f"reference above {QUICK_REFERENCE_MAX_GFLOP:g} forward GFLOP")
+    p.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS),
+                   help="cell types to time (default: all)")
     p.add_argument("--shapes", nargs="+", type=parse_shape, metavar="SHAPE",
                    help=f"subset of {', '.join(SHAPES)} or explicit BxTxDxH (default: all)")
     p.add_argument("--repeats", type=int, help=f"timed runs (default {REPEATS})")
@@ -225,9 +236,9 @@ def make_inputs(shape):
     return x, grad
 
 
-def make_layer(shape, backend, weights=None):
+def make_layer(cell, shape, backend, weights=None):
     B, T, D, H = shape
-    layer = crnn.SimpleRNN(H, return_sequences=True, dtype="float32", backend=backend,
+    layer = CELLS[cell][0](H, return_sequences=True, dtype="float32", backend=backend,
                            seed=SEED)
     layer.build((B, T, D))
     if weights is not None:
@@ -235,15 +246,22 @@ def make_layer(shape, backend, weights=None):
     return layer
 
 
-def make_torch_rnn(torch, shape, weights):
+def make_torch_rnn(torch, cell, shape, weights):
     _, _, D, H = shape
-    kernel, recurrent_kernel, bias = weights
-    rnn = torch.nn.RNN(D, H, batch_first=True, nonlinearity="tanh", dtype=torch.float32)
+    if cell == "gru":
+        from crnn.layers.gru import weights_to_torch
+        rnn = torch.nn.GRU(D, H, batch_first=True, dtype=torch.float32)
+        w_ih, w_hh, b_ih, b_hh = weights_to_torch(weights)
+    else:
+        kernel, recurrent_kernel, bias = weights
+        rnn = (torch.nn.LSTM(D, H, batch_first=True, dtype=torch.float32) if cell == "lstm"
+               else torch.nn.RNN(D, H, batch_first=True, nonlinearity="tanh",
+                                 dtype=torch.float32))
+        w_ih, w_hh, b_ih, b_hh = kernel.T, recurrent_kernel.T, bias, np.zeros_like(bias)
     with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(kernel.T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(recurrent_kernel.T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(bias))
-        rnn.bias_hh_l0.zero_()
+        for param, value in ((rnn.weight_ih_l0, w_ih), (rnn.weight_hh_l0, w_hh),
+                             (rnn.bias_ih_l0, b_ih), (rnn.bias_hh_l0, b_hh)):
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
     return rnn
 
 
@@ -282,16 +300,18 @@ def torch_calls(torch, rnn, x, grad):
     return {"fwd": (None, fwd), "fwd+bwd": (clear_grads, fwd_bwd)}
 
 
-def build_impls(shape, torch, with_reference):
+def build_impls(cell, shape, torch, with_reference):
     """``{impl: {mode: (prepare, call)}}`` over the same inputs and weights."""
     x, grad = make_inputs(shape)
-    layer = make_layer(shape, "cython")
+    layer = make_layer(cell, shape, "cython")
     weights = layer.get_weights()
     impls = {"crnn": layer_calls(layer, x, grad)}
     if with_reference:
-        impls["reference"] = layer_calls(make_layer(shape, "reference", weights), x, grad)
+        impls["reference"] = layer_calls(make_layer(cell, shape, "reference", weights), x,
+                                         grad)
     if torch is not None:
-        impls["torch"] = torch_calls(torch, make_torch_rnn(torch, shape, weights), x, grad)
+        impls["torch"] = torch_calls(torch, make_torch_rnn(torch, cell, shape, weights), x,
+                                     grad)
     return impls
 
 
@@ -350,10 +370,31 @@ def time_interleaved(impls, mode, repeats, warmup, settle):
     return times
 
 
-def flops(shape, mode):
+def flops(cell, shape, mode):
     B, T, D, H = shape
-    forward = 2 * B * T * (D * H + H * H)
+    forward = 2 * B * T * CELLS[cell][1] * H * (D + H)
     return forward if mode == "fwd" else 3 * forward
+
+
+def sgemm_peak(torch, repeats=5, n=2048):
+    """Best GFLOP/s of an ``n x n x n`` float32 product: ``{"openblas": ..., "torch": ...,
+    "peak": max}`` (SciPy's OpenBLAS, the one crnn calls; and PyTorch's BLAS)."""
+    from scipy.linalg.blas import sgemm
+    rng = np.random.default_rng(SEED)
+    a = np.asfortranarray(rng.standard_normal((n, n)), dtype=np.float32)
+    b = np.asfortranarray(rng.standard_normal((n, n)), dtype=np.float32)
+    calls = {"openblas": lambda: sgemm(1.0, a, b)}
+    if torch is not None:
+        ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
+        calls["torch"] = lambda: torch.mm(ta, tb)
+    result = {}
+    for name, call in calls.items():
+        time.sleep(SETTLE)
+        call()
+        best = min(time_call(None, call) for _ in range(repeats))
+        result[name] = 2 * n ** 3 / best / 1e9
+    result["peak"] = max(result.values())
+    return result
 
 
 def summarize(times, n_flops):
@@ -371,33 +412,37 @@ def summarize(times, n_flops):
     return {"flops": n_flops, "impls": stats, "ratios": ratios}
 
 
-def bench_shape(name, shape, torch, args):
-    """Everything measured for one shape, as a JSON-ready dict."""
-    forward_gflop = flops(shape, "fwd") / 1e9
+def bench_shape(cell, name, shape, torch, args):
+    """Everything measured for one cell type and shape, as a JSON-ready dict."""
+    forward_gflop = flops(cell, shape, "fwd") / 1e9
     with_reference = not (args.quick and forward_gflop > QUICK_REFERENCE_MAX_GFLOP)
-    impls = build_impls(shape, torch, with_reference)
+    impls = build_impls(cell, shape, torch, with_reference)
     gc.collect()
-    result = {"name": name, "shape": dict(zip("BTDH", shape)),
+    result = {"cell": cell, "name": name, "shape": dict(zip("BTDH", shape)),
               "reference_skipped": not with_reference,
               "max_abs_diff_vs_crnn": agreement(impls), "modes": {}}
     for mode in MODES:
         times = time_interleaved(impls, mode, args.repeats, args.warmup, args.settle)
-        result["modes"][mode] = summarize(times, flops(shape, mode))
+        result["modes"][mode] = summarize(times, flops(cell, shape, mode))
     return result
 
 
 # -- report -----------------------------------------------------------------------------
-HEADER = ("{:<16} {:<7}|{:^15}|{:^15}|{:^15}|{:^19}|{:^7}".format(
-              "", "", "crnn", "reference", "torch", "crnn vs torch", "crnn/")
-          + "\n" + "{:<16} {:<7}|{:>8}{:>7}|{:>8}{:>7}|{:>8}{:>7}|{:>5} {:>13}|{:>7}".format(
-              "shape B,T,D,H", "mode", "ms", "GF/s", "ms", "GF/s", "ms", "GF/s",
-              "ratio", "speedup", "ref"))
+HEADER = ("{:<10} {:<16} {:<7}|{:^20}|{:^15}|{:^20}|{:^19}|{:^7}".format(
+              "", "", "", "crnn", "reference", "torch", "crnn vs torch", "crnn/")
+          + "\n" + "{:<10} {:<16} {:<7}|{:>8}{:>7}{:>5}|{:>8}{:>7}|{:>8}{:>7}{:>5}|{:>5} {:>13}|{:>7}"
+          .format("cell", "shape B,T,D,H", "mode", "ms", "GF/s", "%pk", "ms", "GF/s", "ms",
+                  "GF/s", "%pk", "ratio", "speedup", "ref"))
 
 
-def format_impl(stats):
+def format_impl(stats, peak=None):
+    """``ms GF/s`` (and ``%pk`` when a peak is given) of one implementation."""
+    pct = "" if peak is None else "{:>5}".format("-")
     if stats is None:
-        return "{:>8}{:>7}".format("-", "-")
-    return "{:>8.2f}{:>7.1f}".format(stats["median_s"] * 1e3, stats["gflops"])
+        return "{:>8}{:>7}".format("-", "-") + pct
+    if peak:
+        pct = "{:>5.0f}".format(100 * stats["gflops"] / peak)
+    return "{:>8.2f}{:>7.1f}".format(stats["median_s"] * 1e3, stats["gflops"]) + pct
 
 
 def format_speedup(torch_over_crnn):
@@ -406,7 +451,7 @@ def format_speedup(torch_over_crnn):
     return f"{1 / torch_over_crnn:.2f}x slower"
 
 
-def format_row(result, mode):
+def format_row(result, mode, peak):
     m = result["modes"][mode]
     ratios = m["ratios"]
     if "crnn/torch" in ratios:
@@ -417,25 +462,29 @@ def format_row(result, mode):
     vs_ref = ("{:>7.2f}".format(ratios["crnn/reference"]) if "crnn/reference" in ratios
               else "{:>7}".format("-"))
     shape = "x".join(str(v) for v in result["shape"].values())
-    return "{:<16} {:<7}|{}|{}|{}|{}|{}".format(
-        shape, mode, *(format_impl(m["impls"].get(name)) for name in IMPLS), vs_torch, vs_ref)
+    impls = m["impls"]
+    return "{:<10} {:<16} {:<7}|{}|{}|{}|{}|{}".format(
+        result["cell"], shape, mode, format_impl(impls.get("crnn"), peak),
+        format_impl(impls.get("reference")), format_impl(impls.get("torch"), peak),
+        vs_torch, vs_ref)
 
 
-def print_table(results):
+def print_table(results, peak):
     print(HEADER)
     print("-" * len(HEADER.splitlines()[1]))
     for result in results:
         for mode in MODES:
-            print(format_row(result, mode))
+            print(format_row(result, mode, peak))
 
 
 def print_notes(results, args, torch_note):
     print(f"ms: median of {args.repeats} interleaved calls, each after a {args.settle:g} s "
           f"pause and {args.warmup} untimed calls")
-    print("GF/s: GFLOP/s, 2*B*T*(D*H+H*H) flops (x3 for fwd+bwd) / median")
+    print("GF/s: GFLOP/s, 2*B*T*G*H*(D+H) flops (G gates; x3 for fwd+bwd) / median; "
+          "%pk: percent of the measured SGEMM peak")
     print("ratio: crnn time / other time (< 1: crnn faster); speedup: torch time / crnn time")
     for r in results:
-        shape = "x".join(str(v) for v in r["shape"].values())
+        shape = r["cell"] + " " + "x".join(str(v) for v in r["shape"].values())
         diffs = ", ".join(f"{name} out {d['out']:.1e} dx {d['dx']:.1e}"
                           for name, d in r["max_abs_diff_vs_crnn"].items())
         if diffs:
@@ -463,21 +512,26 @@ def main(argv=None):
     torch, torch_note = import_torch(args.no_torch)
     env = environment(torch)
     print_environment(env, torch_note)
-    print()
     started = datetime.now(timezone.utc)
-    results = [bench_shape(name, shape, torch, args) for name, shape in args.shapes]
-    print_table(results)
+    peak = sgemm_peak(torch)
+    print("SGEMM peak (2048^3 float32, best of 5): "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+    print()
+    results = [bench_shape(cell, name, shape, torch, args)
+               for cell in args.cells for name, shape in args.shapes]
+    print_table(results, peak["peak"])
     print()
     print_notes(results, args, torch_note)
     payload = {
-        "benchmark": "SimpleRNN float32, return_sequences=True",
+        "benchmark": "SimpleRNN/LSTM/GRU float32, return_sequences=True",
         "started_utc": started.isoformat(),
         "settings": {"quick": args.quick, "repeats": args.repeats, "warmup": args.warmup,
                      "settle_s": args.settle,
                      "interleaved": "round-robin, first impl rotating each repeat; before "
                                     "each timed call a settle sleep and warmup untimed calls",
                      "statistic": "median",
-                     "flops": "fwd 2*B*T*(D*H+H*H); fwd+bwd 3x"},
+                     "flops": "fwd 2*B*T*G*H*(D+H); fwd+bwd 3x"},
+        "sgemm_peak_gflops": peak,
         "environment": env,
         "notes": [n for n in (torch_note,) if n],
         "results": results,

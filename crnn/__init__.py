@@ -5,8 +5,9 @@ has a NumPy twin in :mod:`crnn.reference` that defines what it computes.
 """
 from crnn import reference
 from crnn.backend import get_backend, set_backend
-from crnn.layers import Layer, SimpleRNN, SimpleRNNCell
+from crnn.layers import GRU, LSTM, GRUCell, Layer, LSTMCell, SimpleRNN, SimpleRNNCell
 
 __version__ = "0.1.0"
 
-__all__ = ["Layer", "SimpleRNN", "SimpleRNNCell", "get_backend", "reference", "set_backend"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "Layer", "SimpleRNN", "SimpleRNNCell",
+           "get_backend", "reference", "set_backend"]

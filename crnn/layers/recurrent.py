@@ -1,0 +1,367 @@
+"""What every recurrent cell and layer shares: weights, dropout, states, the time loop's
+bookkeeping (``return_sequences``, ``return_state``, ``go_backwards``) and its backward.
+
+A cell type (SimpleRNN, LSTM, GRU) says only what is its own, in a subclass of
+:class:`RNNCell`: the shapes of its weights, its states, and how it calls its
+``<family>_forward`` / ``<family>_backward`` kernels (:meth:`RNNCell.run` and
+:meth:`RNNCell.run_backward`). The layer around it, :class:`RNN`, is the same for all
+three, as in Keras, where ``keras.layers.RNN`` runs any cell.
+"""
+import numpy as np
+
+from crnn import activations, backend as _backend, initializers
+from crnn.layers.base import Layer, as_input
+
+
+def check_rate(name, rate):
+    if not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+            and 0.0 <= rate < 1.0):
+        raise ValueError(f"expected {name} in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def dropout_mask(rng, shape, rate, dtype):
+    """Keras's dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
+    return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(dtype)
+
+
+class RNNCell(Layer):
+    """Base of the cells. Subclasses set ``family`` (the kernels' name), ``gates`` (``G``:
+    the kernel is ``(D, G*H)``) and ``state_names``, and implement :meth:`run` and
+    :meth:`run_backward`; they may override :meth:`bias_shape` and :meth:`init_bias`.
+
+    Calling ``cell(x_t, states, training=False)`` with ``x_t (B, D)`` and ``states`` a list
+    of ``(B, H)`` arrays (one per name in ``state_names``) returns ``(h_new, new_states)``.
+    ``cell.backward(d_output, d_states=None)`` backpropagates through the last call.
+    """
+
+    family = None
+    gates = 1
+    state_names = ("h",)
+
+    def _setup(self, units, activation, use_bias, kernel_initializer,
+               recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
+               backend):
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"expected units to be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = activations.check(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.recurrent_initializer = recurrent_initializer
+        self.bias_initializer = bias_initializer
+        for init in (kernel_initializer, recurrent_initializer, bias_initializer):
+            initializers.get(init)
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        self.seed = seed
+        self.backend = _backend.check(backend)
+        self._rng = np.random.default_rng(seed)
+        self._dropout_mask = None
+        self._recurrent_dropout_mask = None
+        self._cache = None
+
+    @property
+    def state_size(self):
+        """``units`` for a one-state cell, else a list with one ``units`` per state."""
+        n = len(self.state_names)
+        return self.units if n == 1 else [self.units] * n
+
+    @property
+    def output_size(self):
+        return self.units
+
+    # -- weights ---------------------------------------------------------------------
+    def bias_shape(self):
+        return (self.gates * self.units,)
+
+    def init_bias(self, shape, dtype, rng):
+        return initializers.get(self.bias_initializer)(shape, dtype, rng)
+
+    def build(self, input_shape):
+        D, GH = int(input_shape[-1]), self.gates * self.units
+        if D < 1:
+            raise ValueError(f"expected at least one input feature, got input shape "
+                             f"{tuple(input_shape)}")
+        rng, dtype = self._rng, self.dtype
+        params = {
+            "kernel": initializers.get(self.kernel_initializer)((D, GH), dtype, rng),
+            "recurrent_kernel": initializers.get(self.recurrent_initializer)(
+                (self.units, GH), dtype, rng),
+        }
+        if self.use_bias:
+            params["bias"] = self.init_bias(self.bias_shape(), dtype, rng)
+        self.params.clear()  # updated in place: a wrapping layer shares this dict
+        for name, w in params.items():
+            self.params[name] = np.ascontiguousarray(w, dtype=dtype)
+        self.input_dim = D
+        self.built = True
+
+    @property
+    def kernel(self):
+        return self.params["kernel"]
+
+    @property
+    def recurrent_kernel(self):
+        return self.params["recurrent_kernel"]
+
+    @property
+    def bias(self):
+        """The bias, or zeros when ``use_bias=False`` (what the kernels add)."""
+        if self.use_bias:
+            return self.params["bias"]
+        shape = self.bias_shape()
+        zero = getattr(self, "_zero_bias", None)
+        if zero is None or zero.dtype != self.dtype or zero.shape != shape:
+            self._zero_bias = np.zeros(shape, dtype=self.dtype)
+        return self._zero_bias
+
+    def set_grads(self, d_kernel, d_recurrent_kernel, d_bias):
+        self.grads.clear()  # updated in place: a wrapping layer shares this dict
+        self.grads.update(kernel=d_kernel, recurrent_kernel=d_recurrent_kernel)
+        if self.use_bias:
+            self.grads["bias"] = d_bias
+
+    def kernels(self):
+        """The kernel module of this cell's backend."""
+        return _backend.kernels(self.family, self.backend)
+
+    # -- states ----------------------------------------------------------------------
+    def get_initial_state(self, batch_size):
+        return [np.zeros((int(batch_size), self.units), dtype=self.dtype)
+                for _ in self.state_names]
+
+    def check_states(self, states, batch_size):
+        """``states`` (None, one array for a one-state cell, or a list) as a list of
+        ``(B, H)`` arrays of this cell's dtype."""
+        if states is None:
+            return self.get_initial_state(batch_size)
+        names = self.state_names
+        if not isinstance(states, (list, tuple)):
+            if len(names) != 1:
+                raise ValueError(f"expected states to be a list of {len(names)} arrays "
+                                 f"{list(names)}, got {type(states).__name__}")
+            states = [states]
+        if len(states) != len(names):
+            raise ValueError(f"expected states to be a list of {len(names)} arrays "
+                             f"{list(names)}, got {len(states)}")
+        out = []
+        for name, s in zip(names, states):
+            s = as_input(f"state {name}", s, self.dtype, 2, "(batch, units)")
+            if s.shape != (batch_size, self.units):
+                raise ValueError(f"expected state {name} of shape "
+                                 f"{(batch_size, self.units)}, got {s.shape}")
+            out.append(s)
+        return out
+
+    # -- dropout ---------------------------------------------------------------------
+    def get_dropout_mask(self, batch_size):
+        """The input mask ``(B, D)`` for this sequence (drawn once, then reused)."""
+        if self.dropout == 0:
+            return None
+        shape = (batch_size, self.input_dim)
+        if self._dropout_mask is None or self._dropout_mask.shape != shape:
+            self._dropout_mask = dropout_mask(self._rng, shape, self.dropout, self.dtype)
+        return self._dropout_mask
+
+    def get_recurrent_dropout_mask(self, batch_size):
+        """The state mask ``(B, H)`` for this sequence (drawn once, then reused)."""
+        if self.recurrent_dropout == 0:
+            return None
+        shape = (batch_size, self.units)
+        if (self._recurrent_dropout_mask is None
+                or self._recurrent_dropout_mask.shape != shape):
+            self._recurrent_dropout_mask = dropout_mask(self._rng, shape,
+                                                        self.recurrent_dropout, self.dtype)
+        return self._recurrent_dropout_mask
+
+    def reset_dropout_mask(self):
+        self._dropout_mask = None
+
+    def reset_recurrent_dropout_mask(self):
+        self._recurrent_dropout_mask = None
+
+    # -- the kernels, per cell type --------------------------------------------------
+    def run(self, x, states, h_mask):
+        """Run the forward kernel over ``x (B, T, D)`` from ``states``.
+
+        Returns ``(hs (B, T, H), saved)``: every output and what :meth:`run_backward`
+        needs besides ``x``, ``states`` and the mask.
+        """
+        raise NotImplementedError
+
+    def final_states(self, hs, saved):
+        """The states after the last step (T >= 1), as new arrays."""
+        raise NotImplementedError
+
+    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals):
+        """Run the backward kernel: ``dhs (B, T, H)`` or None is the gradient on every
+        output, ``d_finals`` one gradient (or None) per final state. Returns ``(dx,
+        d_states, d_kernel, d_recurrent_kernel, d_bias)``."""
+        raise NotImplementedError
+
+    # -- one step --------------------------------------------------------------------
+    def __call__(self, inputs, states=None, training=False):
+        x = as_input("x_t", inputs, self.dtype, 2, "(batch, features)")
+        self._maybe_build(x.shape)
+        B = x.shape[0]
+        states = self.check_states(states, B)
+        if x.shape[1] != self.input_dim:
+            raise ValueError(f"expected x_t with {self.input_dim} features (the built input "
+                             f"size), got shape {x.shape}")
+        x_mask = self.get_dropout_mask(B) if training else None
+        h_mask = self.get_recurrent_dropout_mask(B) if training else None
+        x_in = (x if x_mask is None else x * x_mask)[:, None, :]
+        hs, saved = self.run(x_in, states, h_mask)
+        self._cache = (x_in, states, h_mask, hs, saved, x_mask)
+        new_states = self.final_states(hs, saved)
+        return new_states[0], new_states
+
+    def backward(self, d_output, d_states=None):
+        """Backpropagate through the last call.
+
+        ``d_output (B, H)`` is the gradient on the output and ``d_states`` (a list like
+        the states, entries may be None; or None) the gradient on the new states; the
+        output is the new ``h``, so the two gradients on it add. Returns
+        ``(dx_t, d_prev_states)`` and sets ``grads``.
+        """
+        if self._cache is None:
+            raise ValueError(f"{type(self).__name__}.backward called before any forward "
+                             f"call")
+        x_in, states, h_mask, hs, saved, x_mask = self._cache
+        B, H = states[0].shape
+        n = len(self.state_names)
+        if d_states is None:
+            d_states = [None] * n
+        if not isinstance(d_states, (list, tuple)) or len(d_states) != n:
+            raise ValueError(f"expected d_states to be a list of {n} arrays or None, got "
+                             f"{d_states!r:.60}")
+        d_finals = [check_grad(f"d_states[{i}]", g, (B, H), self.dtype)
+                    for i, g in enumerate(d_states)]
+        d_out = check_grad("d_output", d_output, (B, H), self.dtype)
+        if d_out is not None:
+            d_finals[0] = d_out if d_finals[0] is None else d_finals[0] + d_out
+        dx, d_prev, dW_x, dW_h, db = self.run_backward(x_in, states, h_mask, hs, saved,
+                                                       None, d_finals)
+        self.set_grads(dW_x, dW_h, db)
+        dx = dx[:, 0]
+        return (dx if x_mask is None else dx * x_mask), d_prev
+
+
+def check_grad(name, g, shape, dtype):
+    if g is None:
+        return None
+    g = as_input(name, g, dtype, len(shape), str(shape))
+    if g.shape != shape:
+        raise ValueError(f"expected {name} of shape {shape}, got {g.shape}")
+    return g
+
+
+class RNN(Layer):
+    """The time loop around a cell (Keras's ``RNN``): subclasses make their cell in
+    ``__init__`` and pass it to :meth:`_setup`.
+
+    Calling ``layer(x, initial_state=None, training=False)`` with ``x (B, T, D)`` runs the
+    forward pass and keeps what backward needs (after any call, not only training ones).
+    It returns ``(B, T, H)`` with ``return_sequences`` else ``(B, H)``, and with
+    ``return_state`` the list ``[output, *final_states]``. ``layer.backward(grad)`` takes
+    the gradient of that output (a list of the same structure with ``return_state``,
+    entries may be None), returns ``dx (B, T, D)``, sets ``grads`` and
+    ``initial_state_grad`` (one array per state). Dropout is active only when
+    ``training=True``, with one mask per sequence reused at every step. Do not modify a
+    returned array in place before calling backward: it may be the buffer backward reads.
+    """
+
+    def _setup(self, cell, return_sequences, return_state, go_backwards):
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        # The cell owns the weights; the layer shows the same dicts.
+        self.params = cell.params
+        self.grads = cell.grads
+        self._cache = None
+        self.initial_state_grad = None
+
+    def __getattr__(self, name):
+        # The cell's arguments and weights, read through (get_config and repr use them).
+        # Only reached when normal lookup fails.
+        cell = self.__dict__.get("cell")
+        if cell is None or name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(cell, name)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"expected input shape (batch, time, features), got "
+                             f"{tuple(input_shape)}")
+        self.cell.build(input_shape)
+        self.built = True
+
+    # -- forward ---------------------------------------------------------------------
+    def __call__(self, inputs, initial_state=None, training=False):
+        x = as_input("input", inputs, self.dtype, 3, "(batch, time, features)")
+        self._maybe_build(x.shape)
+        B, T, D = x.shape
+        cell = self.cell
+        if D != cell.input_dim:
+            raise ValueError(f"expected input with {cell.input_dim} features (the built "
+                             f"input size), got shape {x.shape}")
+        states = cell.check_states(initial_state, B)
+        if self.go_backwards:
+            x = np.ascontiguousarray(x[:, ::-1])
+        x_mask = h_mask = None
+        if training:
+            cell.reset_dropout_mask()
+            cell.reset_recurrent_dropout_mask()
+            x_mask = cell.get_dropout_mask(B)
+            h_mask = cell.get_recurrent_dropout_mask(B)
+        if x_mask is not None:
+            x = x * x_mask[:, None, :]
+        hs, saved = cell.run(x, states, h_mask)
+        self._cache = (x, states, h_mask, hs, saved, x_mask)
+        finals = cell.final_states(hs, saved) if T > 0 else [s.copy() for s in states]
+        output = hs if self.return_sequences else finals[0]
+        if self.return_state:
+            if not self.return_sequences:
+                finals[0] = finals[0].copy()  # the output and h_last: two arrays
+            return [output, *finals]
+        return output
+
+    # -- backward --------------------------------------------------------------------
+    def backward(self, grad):
+        """Backpropagate through the last call; see the class docstring."""
+        if self._cache is None:
+            raise ValueError(f"{type(self).__name__}.backward called before any forward "
+                             f"call")
+        x, states, h_mask, hs, saved, x_mask = self._cache
+        B, T, _ = x.shape
+        H = self.cell.units
+        names = self.cell.state_names
+        if self.return_state:
+            n = 1 + len(names)
+            if not isinstance(grad, (list, tuple)) or len(grad) != n:
+                what = ", ".join(["d_output"] + [f"d_{s}_last" for s in names])
+                raise ValueError(f"expected grad to be a list [{what}] (the layer has "
+                                 f"return_state=True), got {type(grad).__name__}"
+                                 + (f" of length {len(grad)}"
+                                    if isinstance(grad, (list, tuple)) else ""))
+            d_out, d_finals = grad[0], list(grad[1:])
+        else:
+            d_out, d_finals = grad, [None] * len(names)
+        out_shape = (B, T, H) if self.return_sequences else (B, H)
+        d_out = check_grad("d_output", d_out, out_shape, self.dtype)
+        d_finals = [check_grad(f"d_{s}_last", g, (B, H), self.dtype)
+                    for s, g in zip(names, d_finals)]
+        dhs = d_out if self.return_sequences else None
+        if not self.return_sequences and d_out is not None:
+            d_finals[0] = d_out if d_finals[0] is None else d_finals[0] + d_out
+        dx, d_states, dW_x, dW_h, db = self.cell.run_backward(x, states, h_mask, hs,
+                                                              saved, dhs, d_finals)
+        self.cell.set_grads(dW_x, dW_h, db)
+        self.initial_state_grad = list(d_states)
+        if x_mask is not None:
+            dx *= x_mask[:, None, :]
+        if self.go_backwards:
+            dx = np.ascontiguousarray(dx[:, ::-1])
+        return dx
