@@ -98,3 +98,64 @@ def gated_rnn(x, h0, W_x, W_h, G, recurrent_mask=None):
     array("recurrent_mask", recurrent_mask, (B, H), x.dtype, optional=True)
     blas_sizes(B=B, T=T, D=D, H=G * H)
     return B, T, D, H
+
+
+# -- LSTM
+def lstm_forward(x, h0, c0, W_x, W_h, b, recurrent_mask=None):
+    """Check the arguments of ``lstm_forward``; return ``(B, T, D, H)``."""
+    B, T, D, H = gated_rnn(x, h0, W_x, W_h, 4, recurrent_mask)
+    array("c0", c0, (B, H), x.dtype)
+    array("b", b, (4 * H,), x.dtype)
+    return B, T, D, H
+
+
+def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
+                  recurrent_mask=None):
+    """Check the arguments of ``lstm_backward``; return ``(B, T, D, H)``."""
+    B, T, D, H = gated_rnn(x, h0, W_x, W_h, 4, recurrent_mask)
+    array("c0", c0, (B, H), x.dtype)
+    array("hs", hs, (B, T, H), x.dtype)
+    array("cs", cs, (B, T, H), x.dtype)
+    array("gates", gates, (B, T, 4 * H), x.dtype)
+    array("dhs", dhs, (B, T, H), x.dtype, optional=True)
+    array("dh_last", dh_last, (B, H), x.dtype, optional=True)
+    array("dc_last", dc_last, (B, H), x.dtype, optional=True)
+    return B, T, D, H
+
+
+# -- GRU
+def gru_bias_shape(H, reset_after):
+    """The shape of a GRU's bias: ``(2, 3H)`` with ``reset_after`` (input and recurrent
+    rows), else ``(3H,)``."""
+    return (2, 3 * H) if reset_after else (3 * H,)
+
+
+def gru_reset_after(reset_after):
+    """Refuse a ``reset_after`` that is not a boolean (a string "False" would be true)."""
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise ValueError(f"expected reset_after to be True or False, got {reset_after!r}")
+
+
+def gru_forward(x, h0, W_x, W_h, b, reset_after=True, recurrent_mask=None):
+    """Check the arguments of ``gru_forward``; return ``(B, T, D, H)``."""
+    gru_reset_after(reset_after)
+    B, T, D, H = gated_rnn(x, h0, W_x, W_h, 3, recurrent_mask)
+    shape = gru_bias_shape(H, reset_after)
+    if isinstance(b, np.ndarray) and b.shape != shape:
+        raise ValueError(f"expected b of shape {_fmt(shape)} (reset_after={bool(reset_after)}"
+                         f"), got {b.shape}")
+    array("b", b, shape, x.dtype)
+    return B, T, D, H
+
+
+def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
+                 recurrent_mask=None):
+    """Check the arguments of ``gru_backward``; return ``(B, T, D, H)``."""
+    gru_reset_after(reset_after)
+    B, T, D, H = gated_rnn(x, h0, W_x, W_h, 3, recurrent_mask)
+    array("hs", hs, (B, T, H), x.dtype)
+    array("gates", gates, (B, T, 3 * H), x.dtype)
+    array("hn", hn, (B, T, H), x.dtype)
+    array("dhs", dhs, (B, T, H), x.dtype, optional=True)
+    array("dh_last", dh_last, (B, H), x.dtype, optional=True)
+    return B, T, D, H

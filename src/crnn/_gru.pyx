@@ -1,0 +1,710 @@
+"""GRU forward time loop and backpropagation through time, over BLAS.
+
+Notation: ``B`` batch, ``T`` time steps, ``D`` input features, ``H`` units, ``G = 3H`` the
+width of the three gate blocks z, r, h (the candidate, ``n`` below) side by side, in
+Keras's order and layout: ``W_x (D, G)``, ``W_h (H, G)``; ``U_z, U_r, U_h`` the three
+``(H, H)`` blocks of ``W_h``. Arrays are batch-first and C-contiguous: ``x (B, T, D)``,
+``hs, hn (B, T, H)``, ``gates (B, T, G)``. One time step ``gates[:, t]`` is a ``(B, G)``
+matrix whose rows lie ``T*G`` elements apart, which BLAS takes as a leading dimension, so
+no time-major copy is ever made. ``act`` is the activation (default tanh), ``ract`` the
+recurrent activation (default sigmoid), ``m`` the optional recurrent-dropout mask.
+
+Forward, for t = 0 .. T-1 (``h_{-1} = h0``), the gates buffer holding ``x_t @ W_x`` and
+then the activated gates ``z, r, n``. With ``reset_after=True``, ``b (2, G)`` = ``[b_i,
+b_r]``::
+
+    0. hm = h_{t-1} * m                          (fused into step 5 of step t-1)
+    1. [xz, xr, xh] = x_t @ W_x                  (all B*T rows at once, before the loop)
+    2. [hz, hr, hh] = hm @ W_h + b_r             (one GEMM per step, into rec (B, G))
+    3. z = ract(xz + b_i,z + hz),  r = ract(xr + b_i,r + hr)
+    4. n = act(xh + b_i,h + r * hh)              (hh kept in hn for 4b)
+    5. h_t = z * h_{t-1} + (1 - z) * n           (3-5: one fused pass per step)
+
+With ``reset_after=False``, ``b (G,)``::
+
+    0. hm = h_{t-1} * m                          (fused into step 5 of step t-1)
+    1. [xz, xr, xh] = x_t @ W_x                  (before the loop)
+    2. [hz, hr] = hm @ [U_z, U_r]                (one GEMM per step)
+    3. z = ract(xz + b_z + hz),  r = ract(xr + b_r + hr),  q = r * hm   (one pass;
+                                                  q kept in hn for 4b and 4c)
+    4. n = act(xh + b_h + q @ U_h)               (one GEMM per step, then one pass
+    5. h_t = z * h_{t-1} + (1 - z) * n            for 4-5)
+
+Backward, for t = T-1 .. 0, ``dh_next`` starting as the gradient of ``h_{T-1}`` from
+outside (``dh_last``); every derivative is taken from an output. ``reset_after=True``::
+
+    5b. dh = dhs_t + dh_next;  dz = dh * (h_{t-1} - n);  dn = dh * (1 - z);
+        dh_next = dh * z
+    4b. dxh = dn * act'(n);  dhh = dxh * r;  dr = dxh * hh
+    3b. dxz = dz * ract'(z);  dxr = dr * ract'(r)
+    2c. db_r += [dxz, dxr, dhh];  db_i += [dxz, dxr, dxh]   (5b-2c: one fused pass)
+    2b. dh_next += ([dxz, dxr, dhh] @ W_h^T) * m          (one GEMM per step)
+
+and ``reset_after=False``::
+
+    5b. as above;  4b. dxh = dn * act'(n);  3b. dxz = dz * ract'(z)       (one pass)
+    4b. dq = dxh @ U_h^T                                  (one GEMM per step)
+    4b. dr = dq * hm;  dhm = dq * r;  3b. dxr = dr * ract'(r)             (one pass)
+    2b. dhm += [dxz, dxr] @ [U_z, U_r]^T;  dh_next += dhm * m   (one GEMM per step)
+    1b. db += [dxz, dxr, dxh]                             (in the two passes)
+
+and after the loop, each over all B*T rows (``dg`` the buffer of ``[dxz, dxr, dhh]`` or
+``[dxz, dxr, dxh]``)::
+
+    1b. dW_x = x^T @ [dxz, dxr, dxh],   dx = [dxz, dxr, dxh] @ W_x^T
+    2c. dW_h (reset_after=False: its z and r blocks) = sum_t hm_{t-1}^T @ dg_t
+        (three GEMMs; see _shifted_grad)
+    4c. (reset_after=False) dW_h's h block = q^T @ dxh    (one GEMM)
+
+``gru_forward`` / ``gru_backward`` have the signatures of their twins in
+``crnn.reference.gru``, which define what they compute.
+"""
+from cython cimport floating
+from libc.math cimport exp, tanh
+
+from crnn._activations cimport RELU, SIGMOID, TANH
+from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+
+import numpy as np
+
+from crnn import _checks
+from crnn.activations import CODES, check as _check_activation
+
+
+cdef extern from "_gru_simd.h" nogil:
+    # The fused passes for float32 with sigmoid gates and a tanh candidate, vectorised
+    # for AVX2 / AVX-512 (see _gru_simd.h), one batch row per call; each has a generic
+    # twin below. Forward: steps 3-5 (reset_after=True), 3 and 4-5 (reset_after=False).
+    void after_row_f32 "crnn_gru_after_row_f32"(
+        float *g, const float *rec, const float *b_i, const float *b_r,
+        const float *h_prev, float *hn, float *h, float *h_masked, const float *m,
+        Py_ssize_t n)
+    void gates_row_f32 "crnn_gru_gates_row_f32"(
+        float *g, const float *rec, const float *b, const float *hm, float *q,
+        Py_ssize_t n)
+    void candidate_row_f32 "crnn_gru_candidate_row_f32"(
+        const float *z, float *g_h, const float *rec_h, const float *b_h,
+        const float *h_prev, float *h, float *h_masked, const float *m, Py_ssize_t n)
+    # Backward: steps 5b-2c (reset_after=True); 5b-3b and 4b-3b (reset_after=False).
+    void after_back_row_f32 "crnn_gru_after_back_row_f32"(
+        float *dg, float *dxh_out, float *db_ih, float *db_r, float *dh_next,
+        const float *dh_seq, const float *g, const float *hn, const float *h_prev,
+        Py_ssize_t n)
+    void before_back_row_f32 "crnn_gru_before_back_row_f32"(
+        float *dg, float *db, float *dh_next, const float *dh_seq, const float *g,
+        const float *h_prev, Py_ssize_t n)
+    void before_reset_row_f32 "crnn_gru_before_reset_row_f32"(
+        float *dg_r, float *db_r, float *dq, float *dh_next, const float *r,
+        const float *h_prev, const float *m, Py_ssize_t n)
+    # The float32 tanh and exp those loops use, for the generic loops below (so that every
+    # float32 path computes the same tanh and sigmoid).
+    float tanh_f32 "crnn_tanh_f32"(float x)
+    float exp_f32 "crnn_exp_f32"(float x)
+
+
+cdef inline floating _activate(floating v, int act) noexcept nogil:
+    """act(v) for one element (the generic loops: any activation, either dtype)."""
+    if act == TANH:
+        return tanh_f32(v) if floating is float else tanh(v)
+    elif act == RELU:
+        return 0 if v < 0 else v
+    elif act == SIGMOID:
+        return 1 / (1 + (exp_f32(-v) if floating is float else exp(-v)))
+    return v
+
+
+cdef inline floating _derivative(floating y, int act) noexcept nogil:
+    """act'(a) from the output y = act(a)."""
+    if act == TANH:
+        return 1 - y * y
+    elif act == RELU:
+        return 1 if y > 0 else 0
+    elif act == SIGMOID:
+        return y * (1 - y)
+    return 1
+
+
+# -- the fused elementwise passes, one batch row of one step per call -------------------
+
+cdef inline void _after_row(floating *g, const floating *rec, const floating *b_i,
+                            const floating *b_r, const floating *h_prev, floating *hn,
+                            floating *h, floating *h_masked, const floating *m,
+                            Py_ssize_t n, int act, int ract) noexcept nogil:
+    """reset_after=True, steps 3-5 (and 0 of the next step where m is not NULL); the
+    generic twin of crnn_gru_after_row_f32."""
+    cdef Py_ssize_t j
+    cdef floating z, r, hh, c, ht
+    for j in range(n):
+        # 3. the gates
+        z = _activate((g[j] + b_i[j]) + (rec[j] + b_r[j]), ract)
+        r = _activate((g[n + j] + b_i[n + j]) + (rec[n + j] + b_r[n + j]), ract)
+        # 4. the candidate, reset after the product
+        hh = rec[2 * n + j] + b_r[2 * n + j]
+        c = _activate((g[2 * n + j] + b_i[2 * n + j]) + r * hh, act)
+        # 5. h_t = z * h_{t-1} + (1 - z) * n
+        ht = z * h_prev[j] + (1 - z) * c
+        g[j], g[n + j], g[2 * n + j] = z, r, c
+        hn[j] = hh
+        h[j] = ht
+        if m != NULL:
+            # 0. (of the next step) hm = h_t * m
+            h_masked[j] = ht * m[j]
+
+
+cdef inline void _gates_row(floating *g, const floating *rec, const floating *b,
+                            const floating *hm, floating *q, Py_ssize_t n,
+                            int ract) noexcept nogil:
+    """reset_after=False, step 3 (z, r and q = r * hm); the generic twin of
+    crnn_gru_gates_row_f32."""
+    cdef Py_ssize_t j
+    cdef floating z, r
+    for j in range(n):
+        z = _activate((g[j] + b[j]) + rec[j], ract)
+        r = _activate((g[n + j] + b[n + j]) + rec[n + j], ract)
+        g[j], g[n + j] = z, r
+        q[j] = r * hm[j]
+
+
+cdef inline void _candidate_row(const floating *z, floating *g_h, const floating *rec_h,
+                                const floating *b_h, const floating *h_prev, floating *h,
+                                floating *h_masked, const floating *m, Py_ssize_t n,
+                                int act) noexcept nogil:
+    """reset_after=False, steps 4-5 (and 0 of the next step where m is not NULL) after
+    the product q @ U_h; the generic twin of crnn_gru_candidate_row_f32."""
+    cdef Py_ssize_t j
+    cdef floating c, ht
+    for j in range(n):
+        c = _activate((g_h[j] + b_h[j]) + rec_h[j], act)
+        ht = z[j] * h_prev[j] + (1 - z[j]) * c
+        g_h[j] = c
+        h[j] = ht
+        if m != NULL:
+            h_masked[j] = ht * m[j]
+
+
+cdef inline void _after_back_row(floating *dg, floating *dxh_out, floating *db_i,
+                                 floating *db_r, floating *dh_next,
+                                 const floating *dh_seq, const floating *g,
+                                 const floating *hn, const floating *h_prev, Py_ssize_t n,
+                                 int act, int ract) noexcept nogil:
+    """reset_after=True, steps 5b-2c for one row: dg = [dxz, dxr, dhh], dxh_out = dxh,
+    the bias gradients, and dh_next (in: the gradient from step t+1; out: dh * z); the
+    generic twin of crnn_gru_after_back_row_f32."""
+    cdef Py_ssize_t j
+    cdef floating z, r, c, dh, dz, dn, dxh, dxz, dxr, dhh
+    for j in range(n):
+        z, r, c = g[j], g[n + j], g[2 * n + j]
+        # 5b. through h_t = z * h_{t-1} + (1 - z) * n
+        dh = dh_seq[j] + dh_next[j]
+        dz = dh * (h_prev[j] - c)
+        dn = dh * (1 - z)
+        dh_next[j] = dh * z
+        # 4b. through n = act(xh + r * hh)
+        dxh = dn * _derivative(c, act)
+        dhh = dxh * r
+        # 3b. through the gate activations
+        dxz = dz * _derivative(z, ract)
+        dxr = (dxh * hn[j]) * _derivative(r, ract)
+        dg[j], dg[n + j], dg[2 * n + j] = dxz, dxr, dhh
+        dxh_out[j] = dxh
+        # 2c. db_r += [dxz, dxr, dhh]; 1b. db_i's h block += dxh (its z, r blocks equal
+        # db_r's and are copied after the loop)
+        db_r[j] += dxz
+        db_r[n + j] += dxr
+        db_r[2 * n + j] += dhh
+        db_i[2 * n + j] += dxh
+
+
+cdef inline void _before_back_row(floating *dg, floating *db, floating *dh_next,
+                                  const floating *dh_seq, const floating *g,
+                                  const floating *h_prev, Py_ssize_t n, int act,
+                                  int ract) noexcept nogil:
+    """reset_after=False, steps 5b, 4b (dxh), 3b (dxz) for one row; dh_next as in
+    _after_back_row; the generic twin of crnn_gru_before_back_row_f32."""
+    cdef Py_ssize_t j
+    cdef floating z, c, dh, dxz, dxh
+    for j in range(n):
+        z, c = g[j], g[2 * n + j]
+        # 5b.
+        dh = dh_seq[j] + dh_next[j]
+        dh_next[j] = dh * z
+        # 4b. dxh = dn * act'(n);  3b. dxz = dz * ract'(z)
+        dxh = (dh * (1 - z)) * _derivative(c, act)
+        dxz = (dh * (h_prev[j] - c)) * _derivative(z, ract)
+        dg[j], dg[2 * n + j] = dxz, dxh
+        # 1b. db += ...
+        db[j] += dxz
+        db[2 * n + j] += dxh
+
+
+cdef inline void _before_reset_row(floating *dg_r, floating *db_r, floating *dq,
+                                   floating *dh_next, const floating *r,
+                                   const floating *h_prev, const floating *m,
+                                   Py_ssize_t n, int ract) noexcept nogil:
+    """reset_after=False, steps 4b (through q = r * hm) and 3b (dxr) for one row, dq
+    holding dxh @ U_h^T. With a mask dq becomes dhm = dq * r (step 2b adds to it and
+    applies m); without, dq * r goes straight into dh_next. The generic twin of
+    crnn_gru_before_reset_row_f32."""
+    cdef Py_ssize_t j
+    cdef floating hm, d, dxr
+    for j in range(n):
+        hm = h_prev[j] if m == NULL else h_prev[j] * m[j]
+        d = dq[j]
+        dxr = (d * hm) * _derivative(r[j], ract)
+        dg_r[j] = dxr
+        db_r[j] += dxr
+        if m == NULL:
+            dh_next[j] += d * r[j]
+        else:
+            dq[j] = d * r[j]
+
+
+# -- the time loops ----------------------------------------------------------------------
+
+cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *x,
+                   const floating *h0, const floating *W_x, const floating *W_rec,
+                   BLAS_Trans t_rec, Py_ssize_t off_h, const floating *b,
+                   const floating *mask, floating *h_masked, floating *rec,
+                   bint reset_after, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
+                   Py_ssize_t H, int act, int ract) noexcept nogil:
+    # W_rec is W_h (H, G) (t_rec NoTrans) or its stored transpose (G, H) (t_rec Trans):
+    # op(W_rec) = W_h; W_rec + off_h is where U_h begins (2H or 2H*H). rec is (B, G).
+    cdef Py_ssize_t t, i
+    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t TG = T * G, TH = T * H
+    cdef int ld_rec = <int> (G if t_rec == NoTrans else H)
+    cdef const floating *h_prev
+    cdef const floating *hm
+    cdef Py_ssize_t ld_prev, ld_hm
+    cdef floating *g
+    cdef floating *hm_next
+    cdef const floating *m
+    cdef bint simd = floating is float and act == TANH and ract == SIGMOID
+    # 1. gates = x @ W_x, all B*T rows in one GEMM (the bias joins in steps 3-4)
+    gemm(NoTrans, NoTrans, <int> (B * T), <int> G, <int> D, <floating> 1.0,
+         x, <int> D, W_x, <int> G, <floating> 0.0, gates, <int> G)
+    if mask != NULL:
+        # 0. hm = h0 * m (for later steps step 5 writes it)
+        for i in range(B * H):
+            h_masked[i] = h0[i] * mask[i]
+    for t in range(T):
+        if t == 0:
+            h_prev, ld_prev = h0, H
+        else:
+            h_prev, ld_prev = hs + (t - 1) * H, TH
+        if mask != NULL:
+            hm, ld_hm = h_masked, H
+        else:
+            hm, ld_hm = h_prev, ld_prev
+        if reset_after:
+            # 2. rec = hm @ W_h   (b_r joins in the pass)
+            gemm(NoTrans, t_rec, <int> B, <int> G, <int> H, <floating> 1.0,
+                 hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
+            # 3-5 (and 0 for step t+1)
+            for i in range(B):
+                g = gates + i * TG + t * G
+                hm_next = h_masked + i * H if mask != NULL else NULL
+                m = mask + i * H if mask != NULL else NULL
+                if simd:
+                    after_row_f32(<float *> g, <const float *> rec + i * G,
+                                  <const float *> b, <const float *> b + G,
+                                  <const float *> h_prev + i * ld_prev,
+                                  <float *> hn + i * TH + t * H,
+                                  <float *> hs + i * TH + t * H, <float *> hm_next,
+                                  <const float *> m, H)
+                else:
+                    _after_row(g, rec + i * G, b, b + G, h_prev + i * ld_prev,
+                               hn + i * TH + t * H, hs + i * TH + t * H, hm_next, m, H,
+                               act, ract)
+        else:
+            # 2. rec[:, :2H] = hm @ W_h[:, :2H]
+            gemm(NoTrans, t_rec, <int> B, <int> (2 * H), <int> H, <floating> 1.0,
+                 hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
+            # 3. z, r; hn[:, t] = q = r * hm
+            for i in range(B):
+                g = gates + i * TG + t * G
+                if simd:
+                    gates_row_f32(<float *> g, <const float *> rec + i * G,
+                                  <const float *> b, <const float *> hm + i * ld_hm,
+                                  <float *> hn + i * TH + t * H, H)
+                else:
+                    _gates_row(g, rec + i * G, b, hm + i * ld_hm, hn + i * TH + t * H, H,
+                               ract)
+            # 4. rec[:, 2H:] = q @ U_h
+            gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
+                 hn + t * H, <int> TH, W_rec + off_h, ld_rec, <floating> 0.0,
+                 rec + 2 * H, <int> G)
+            # 4-5 (and 0 for step t+1)
+            for i in range(B):
+                g = gates + i * TG + t * G
+                hm_next = h_masked + i * H if mask != NULL else NULL
+                m = mask + i * H if mask != NULL else NULL
+                if simd:
+                    candidate_row_f32(<const float *> g, <float *> g + 2 * H,
+                                      <const float *> rec + i * G + 2 * H,
+                                      <const float *> b + 2 * H,
+                                      <const float *> h_prev + i * ld_prev,
+                                      <float *> hs + i * TH + t * H, <float *> hm_next,
+                                      <const float *> m, H)
+                else:
+                    _candidate_row(g, g + 2 * H, rec + i * G + 2 * H, b + 2 * H,
+                                   h_prev + i * ld_prev, hs + i * TH + t * H, hm_next, m,
+                                   H, act)
+
+
+cdef void _shifted_grad(floating *dW, Py_ssize_t ld_dW, const floating *h0_masked,
+                        const floating *hs_masked, const floating *dg, Py_ssize_t ld_dg,
+                        Py_ssize_t n, Py_ssize_t B, Py_ssize_t T,
+                        Py_ssize_t H) noexcept nogil:
+    """dW[:, :n] = sum over b, t of hm_{t-1}^T @ dg_t[:, :n], in three GEMMs rather than T.
+
+    ``dg`` is a (B, T, ld_dg) buffer, ``hs_masked`` (B, T, H) holds hs * m (hs without a
+    mask), ``h0_masked`` (B, H) likewise. The product of the flat (B*T, H) rows of
+    hs_masked with the flat rows of dg one further on pairs h_t of sequence b with
+    dg_{t+1} of the same sequence, except where t = T-1.
+    """
+    cdef Py_ssize_t TH = T * H, TL = T * ld_dg
+    # the t = 0 terms: dW = h0_masked^T @ dg[:, 0]
+    gemm(Trans, NoTrans, <int> H, <int> n, <int> B, <floating> 1.0,
+         h0_masked, <int> H, dg, <int> TL, <floating> 0.0, dW, <int> ld_dW)
+    if T > 1:
+        # the t >= 1 terms, every consecutive pair of flat rows in one GEMM ...
+        # dW += hs_masked.reshape(B*T, H)[:-1]^T @ dg.reshape(B*T, -1)[1:, :n]
+        gemm(Trans, NoTrans, <int> H, <int> n, <int> (B * T - 1), <floating> 1.0,
+             hs_masked, <int> H, dg + ld_dg, <int> ld_dg, <floating> 1.0, dW, <int> ld_dW)
+        # ... less the B - 1 pairs that cross from one sequence to the next:
+        # dW -= hs_masked[:B-1, T-1]^T @ dg[1:, 0, :n]
+        gemm(Trans, NoTrans, <int> H, <int> n, <int> (B - 1), <floating> -1.0,
+             hs_masked + (T - 1) * H, <int> TH, dg + TL, <int> TL, <floating> 1.0,
+             dW, <int> ld_dW)
+
+
+cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *dW_h,
+                    floating *db, floating *dg, floating *dxh, floating *dhm,
+                    const floating *x, const floating *h0, const floating *h0_masked,
+                    const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
+                    Py_ssize_t off_h, const floating *hs, const floating *hs_masked,
+                    const floating *gates, const floating *hn, const floating *dhs,
+                    bint dhs_given, const floating *mask, bint reset_after,
+                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                    int act, int ract) noexcept nogil:
+    # dh_next holds the gradient reaching h_{T-1} from outside on entry, dh0 on exit.
+    # db (2G with reset_after, else G) must come in zeroed; every other output is written
+    # whole. dg is (B, T, G); dxh (B, T, H) is used with reset_after only; dhm (B, H)
+    # with a mask or without reset_after. W_rec is W_h (H, G) (t_rec Trans) or its stored
+    # transpose (G, H) (t_rec NoTrans): op(W_rec) = W_h^T; W_rec + off_h is where U_h
+    # (resp. U_h^T) begins.
+    cdef Py_ssize_t t, i, k
+    cdef Py_ssize_t G = 3 * H
+    cdef Py_ssize_t TG = T * G, TH = T * H
+    cdef int ld_rec = <int> (G if t_rec == Trans else H)
+    cdef const floating *h_prev
+    cdef Py_ssize_t ld_prev
+    cdef floating *target
+    cdef const floating *m
+    cdef bint simd = floating is float and act == TANH and ract == SIGMOID
+    # With no gradient on the sequence output, dhs points at one row of zeros that every
+    # (b, t) reads: a stride of 0 instead of a second copy of the loop.
+    cdef Py_ssize_t ld_dhs = H if dhs_given else 0
+    for t in range(T - 1, -1, -1):
+        if t == 0:
+            h_prev, ld_prev = h0, H
+        else:
+            h_prev, ld_prev = hs + (t - 1) * H, TH
+        if reset_after:
+            # 5b-2c. dg[:, t] = [dxz, dxr, dhh], dxh[:, t]; dh_next = dh * z; db
+            for i in range(B):
+                if simd:
+                    after_back_row_f32(<float *> dg + i * TG + t * G,
+                                       <float *> dxh + i * TH + t * H,
+                                       <float *> db + 2 * H, <float *> db + G,
+                                       <float *> dh_next + i * H,
+                                       <const float *> dhs + (i * T + t) * ld_dhs,
+                                       <const float *> gates + i * TG + t * G,
+                                       <const float *> hn + i * TH + t * H,
+                                       <const float *> h_prev + i * ld_prev, H)
+                else:
+                    _after_back_row(dg + i * TG + t * G, dxh + i * TH + t * H, db, db + G,
+                                    dh_next + i * H, dhs + (i * T + t) * ld_dhs,
+                                    gates + i * TG + t * G, hn + i * TH + t * H,
+                                    h_prev + i * ld_prev, H, act, ract)
+            if mask == NULL:
+                # 2b. dh_next += dg[:, t] @ W_h^T
+                gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
+                     dg + t * G, <int> TG, W_rec, ld_rec, <floating> 1.0, dh_next, <int> H)
+            else:
+                # 2b. dhm = dg[:, t] @ W_h^T;  dh_next += dhm * m
+                gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
+                     dg + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dhm, <int> H)
+                for k in range(B * H):
+                    dh_next[k] += dhm[k] * mask[k]
+        else:
+            # 5b, 4b, 3b. dg[:, t] = [dxz, ., dxh]; dh_next = dh * z; db
+            for i in range(B):
+                if simd:
+                    before_back_row_f32(<float *> dg + i * TG + t * G, <float *> db,
+                                        <float *> dh_next + i * H,
+                                        <const float *> dhs + (i * T + t) * ld_dhs,
+                                        <const float *> gates + i * TG + t * G,
+                                        <const float *> h_prev + i * ld_prev, H)
+                else:
+                    _before_back_row(dg + i * TG + t * G, db, dh_next + i * H,
+                                     dhs + (i * T + t) * ld_dhs, gates + i * TG + t * G,
+                                     h_prev + i * ld_prev, H, act, ract)
+            # 4b. dq = dxh_t @ U_h^T   (into dhm)
+            gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
+                 dg + t * G + 2 * H, <int> TG, W_rec + off_h, ld_rec, <floating> 0.0,
+                 dhm, <int> H)
+            # 4b, 3b. dxr = dq * hm * ract'(r); dq * r into dh_next (or into dhm)
+            for i in range(B):
+                m = mask + i * H if mask != NULL else NULL
+                if simd:
+                    before_reset_row_f32(<float *> dg + i * TG + t * G + H,
+                                         <float *> db + H, <float *> dhm + i * H,
+                                         <float *> dh_next + i * H,
+                                         <const float *> gates + i * TG + t * G + H,
+                                         <const float *> h_prev + i * ld_prev,
+                                         <const float *> m, H)
+                else:
+                    _before_reset_row(dg + i * TG + t * G + H, db + H, dhm + i * H,
+                                      dh_next + i * H, gates + i * TG + t * G + H,
+                                      h_prev + i * ld_prev, m, H, ract)
+            # 2b. (dh_next or dhm) += [dxz, dxr] @ [U_z, U_r]^T
+            target = dh_next if mask == NULL else dhm
+            gemm(NoTrans, t_rec, <int> B, <int> H, <int> (2 * H), <floating> 1.0,
+                 dg + t * G, <int> TG, W_rec, ld_rec, <floating> 1.0, target, <int> H)
+            if mask != NULL:
+                # ... dh_next += dhm * m
+                for k in range(B * H):
+                    dh_next[k] += dhm[k] * mask[k]
+    if reset_after:
+        # 1b. db_i's z and r blocks are db_r's
+        for k in range(2 * H):
+            db[k] = db[G + k]
+        # 1b. dW_x = x^T @ [dxz, dxr, dxh], in two GEMMs:
+        # dW_x[:, :2H] = x^T @ dg[..., :2H]
+        gemm(Trans, NoTrans, <int> D, <int> (2 * H), <int> (B * T), <floating> 1.0,
+             x, <int> D, dg, <int> G, <floating> 0.0, dW_x, <int> G)
+        # dW_x[:, 2H:] = x^T @ dxh
+        gemm(Trans, NoTrans, <int> D, <int> H, <int> (B * T), <floating> 1.0,
+             x, <int> D, dxh, <int> H, <floating> 0.0, dW_x + 2 * H, <int> G)
+        # 1b. dx = dg[..., :2H] @ W_x[:, :2H]^T + dxh @ W_x[:, 2H:]^T
+        gemm(NoTrans, Trans, <int> (B * T), <int> D, <int> (2 * H), <floating> 1.0,
+             dg, <int> G, W_x, <int> G, <floating> 0.0, dx, <int> D)
+        gemm(NoTrans, Trans, <int> (B * T), <int> D, <int> H, <floating> 1.0,
+             dxh, <int> H, W_x + 2 * H, <int> G, <floating> 1.0, dx, <int> D)
+        # 2c. dW_h = sum_t hm_{t-1}^T @ [dxz, dxr, dhh]_t
+        _shifted_grad(dW_h, G, h0_masked, hs_masked, dg, G, G, B, T, H)
+    else:
+        # 1b. dW_x = x^T @ dg,  dx = dg @ W_x^T
+        gemm(Trans, NoTrans, <int> D, <int> G, <int> (B * T), <floating> 1.0,
+             x, <int> D, dg, <int> G, <floating> 0.0, dW_x, <int> G)
+        gemm(NoTrans, Trans, <int> (B * T), <int> D, <int> G, <floating> 1.0,
+             dg, <int> G, W_x, <int> G, <floating> 0.0, dx, <int> D)
+        # 2c. dW_h[:, :2H] = sum_t hm_{t-1}^T @ [dxz, dxr]_t
+        _shifted_grad(dW_h, G, h0_masked, hs_masked, dg, G, 2 * H, B, T, H)
+        # 4c. dW_h[:, 2H:] = q^T @ dxh, q = hn, over all B*T rows
+        gemm(Trans, NoTrans, <int> H, <int> H, <int> (B * T), <floating> 1.0,
+             hn, <int> H, dg + 2 * H, <int> G, <floating> 0.0, dW_h + 2 * H, <int> G)
+
+
+# -- the Python entry points -------------------------------------------------------------
+
+def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
+                recurrent_activation="sigmoid", recurrent_mask=None):
+    """Run a GRU (Keras's: gates z, r, h) over a batch of sequences.
+
+    With ``reset_after=True``:
+
+    .. math::
+        [x_z, x_r, x_h] &= x_t W_x + b_i, \\quad
+        [h_z, h_r, h_h] = (h_{t-1} \\odot m) W_h + b_r \\\\
+        z &= \\rho(x_z + h_z),\\ r = \\rho(x_r + h_r),\\
+        n = \\alpha(x_h + r \\odot h_h) \\\\
+        h_t &= z \\odot h_{t-1} + (1 - z) \\odot n
+
+    and with ``reset_after=False``, :math:`[x_z, x_r, x_h] = x_t W_x + b`,
+    :math:`z = \\rho(x_z + \\tilde h U_z)`, :math:`r = \\rho(x_r + \\tilde h U_r)`,
+    :math:`n = \\alpha(x_h + (r \\odot \\tilde h) U_h)`, :math:`\\tilde h = h_{t-1}
+    \\odot m`; :math:`\\alpha` is the activation, :math:`\\rho` the recurrent
+    activation, :math:`h_{-1} = h_0`.
+
+    Parameters
+    ----------
+    x : ndarray (B, T, D), float32 or float64, C-contiguous
+    h0 : ndarray (B, H), the initial state
+    W_x : ndarray (D, 3H), the kernel (gate blocks z, r, h)
+    W_h : ndarray (H, 3H), the recurrent kernel ``[U_z, U_r, U_h]``
+    b : ndarray (2, 3H) (reset_after=True: rows b_i, b_r) or (3H,) (reset_after=False)
+    reset_after : bool
+        Apply the reset gate after the recurrent product (default) or before it.
+    activation, recurrent_activation : {"tanh", "relu", "sigmoid", "linear"}
+        Defaults "tanh" and "sigmoid".
+    recurrent_mask : ndarray (B, H) or None
+        Recurrent-dropout mask ``m`` (already scaled by ``1 / (1 - rate)``), the same at
+        every step; it scales only the ``h_{t-1}`` that enters the products with ``W_h``.
+
+    Returns
+    -------
+    hs : ndarray (B, T, H), every state ``h_0 .. h_{T-1}``.
+    gates : ndarray (B, T, 3H), the activated ``z, r, n`` of every step.
+    hn : ndarray (B, T, H)
+        reset_after=True: ``h_h``, the recurrent part of the candidate; reset_after=False:
+        ``r * (h_{t-1} * m)``, the left operand of the product with ``U_h``.
+    """
+    act = CODES[_check_activation(activation)]
+    ract = CODES[_check_activation(recurrent_activation)]
+    B, T, D, H = _checks.gru_forward(x, h0, W_x, W_h, b, reset_after, recurrent_mask)
+    dtype = x.dtype
+    G = 3 * H
+    hs = np.empty((B, T, H), dtype=dtype)
+    gates = np.empty((B, T, G), dtype=dtype)
+    hn = np.empty((B, T, H), dtype=dtype)
+    if B == 0 or T == 0:
+        return hs, gates, hn
+    reset_after = bool(reset_after)
+    rec = np.empty((B, G), dtype=dtype)
+    h_masked = None if recurrent_mask is None else np.empty((B, H), dtype=dtype)
+    # The recurrent products multiply by W_h, or by a transposed copy where BLAS is faster
+    # so (judged on the widest one: (B, H) @ (H, 3H), or (H, 2H) without reset_after).
+    n_rec = G if reset_after else 2 * H
+    W_hT = np.empty((G, H), dtype=dtype) if trans_b_faster(B, n_rec, H) else None
+    if dtype == np.float32:
+        _forward_views[float](hs, gates, hn, x, h0, W_x, W_h, W_hT, b.reshape(-1),
+                              recurrent_mask, h_masked, rec, reset_after, act, ract)
+    else:
+        _forward_views[double](hs, gates, hn, x, h0, W_x, W_h, W_hT, b.reshape(-1),
+                               recurrent_mask, h_masked, rec, reset_after, act, ract)
+    return hs, gates, hn
+
+
+cdef void _forward_views(floating[:, :, ::1] hs, floating[:, :, ::1] gates,
+                         floating[:, :, ::1] hn, const floating[:, :, ::1] x,
+                         const floating[:, ::1] h0, const floating[:, ::1] W_x,
+                         const floating[:, ::1] W_h, floating[:, ::1] W_hT,
+                         const floating[::1] b, const floating[:, ::1] mask,
+                         floating[:, ::1] h_masked, floating[:, ::1] rec,
+                         bint reset_after, int act, int ract):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const floating *mask_p = NULL
+    cdef floating *h_masked_p = NULL
+    cdef const floating *W_rec = &W_h[0, 0]
+    cdef BLAS_Trans t_rec = NoTrans
+    cdef Py_ssize_t off_h = 2 * H
+    if mask is not None:
+        mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0]
+    with nogil:
+        if W_hT is not None:
+            # W_hT = W_h^T, (3H, H)
+            transpose(<int> H, <int> (3 * H), &W_h[0, 0], <int> (3 * H), &W_hT[0, 0],
+                      <int> H)
+            W_rec, t_rec, off_h = &W_hT[0, 0], Trans, 2 * H * H
+        _forward(&hs[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], &x[0, 0, 0], &h0[0, 0],
+                 &W_x[0, 0], W_rec, t_rec, off_h, &b[0], mask_p, h_masked_p, &rec[0, 0],
+                 reset_after, B, T, D, H, act, ract)
+
+
+def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
+                 activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None):
+    """Backpropagate through :func:`gru_forward` (BPTT).
+
+    Parameters
+    ----------
+    x, h0, W_x, W_h, reset_after, activation, recurrent_activation, recurrent_mask
+        As given to the forward pass.
+    hs : ndarray (B, T, H)
+    gates : ndarray (B, T, 3H)
+    hn : ndarray (B, T, H)
+        What the forward pass returned (read, not modified).
+    dhs : ndarray (B, T, H) or None
+        Gradient of the loss with respect to every state ``h_t`` (None: zero).
+    dh_last : ndarray (B, H) or None
+        Gradient with respect to the final state ``h_{T-1}`` coming from outside the
+        sequence output, e.g. through ``return_state`` (None: zero).
+
+    Returns
+    -------
+    dx : ndarray (B, T, D)
+    dh0 : ndarray (B, H)
+    dW_x : ndarray (D, 3H)
+    dW_h : ndarray (H, 3H)
+    db : ndarray (2, 3H) (reset_after=True) or (3H,) (reset_after=False)
+    """
+    act = CODES[_check_activation(activation)]
+    ract = CODES[_check_activation(recurrent_activation)]
+    B, T, D, H = _checks.gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last,
+                                      reset_after, recurrent_mask)
+    dtype = x.dtype
+    G = 3 * H
+    reset_after = bool(reset_after)
+    dx = np.empty((B, T, D), dtype=dtype)
+    dh0 = np.zeros((B, H), dtype=dtype) if dh_last is None else dh_last.copy()
+    dW_x = np.zeros((D, G), dtype=dtype)
+    dW_h = np.zeros((H, G), dtype=dtype)
+    db = np.zeros(_checks.gru_bias_shape(H, reset_after), dtype=dtype)
+    if B == 0 or T == 0:
+        dx.fill(0)
+        return dx, dh0, dW_x, dW_h, db
+    dg = np.empty((B, T, G), dtype=dtype)
+    dxh = np.empty((B, T, H), dtype=dtype) if reset_after else None
+    need_dhm = recurrent_mask is not None or not reset_after
+    dhm = np.empty((B, H), dtype=dtype) if need_dhm else None
+    dhs_given = dhs is not None
+    if not dhs_given:
+        dhs = np.zeros((1, 1, H), dtype=dtype)  # read with row stride 0, see _backward
+    if recurrent_mask is None:
+        hs_masked, h0_masked = hs, h0
+    else:
+        hs_masked = hs * recurrent_mask[:, None, :]
+        h0_masked = h0 * recurrent_mask
+    # Step 2b multiplies by W_h^T, as W_h with Trans or, where BLAS is faster so, as a
+    # transposed copy without (judged on the widest product: (B, 3H) @ (3H, H), or (2H, H)
+    # without reset_after).
+    k_rec = G if reset_after else 2 * H
+    W_hT = None if trans_b_faster(B, H, k_rec) else np.empty((G, H), dtype=dtype)
+    if dtype == np.float32:
+        _backward_views[float](dx, dh0, dW_x, dW_h, db.reshape(-1), dg, dxh, dhm, x, h0,
+                               h0_masked, W_x, W_h, W_hT, hs, hs_masked, gates, hn, dhs,
+                               recurrent_mask, dhs_given, reset_after, act, ract)
+    else:
+        _backward_views[double](dx, dh0, dW_x, dW_h, db.reshape(-1), dg, dxh, dhm, x, h0,
+                                h0_masked, W_x, W_h, W_hT, hs, hs_masked, gates, hn, dhs,
+                                recurrent_mask, dhs_given, reset_after, act, ract)
+    return dx, dh0, dW_x, dW_h, db
+
+
+cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
+                          floating[:, ::1] dW_x, floating[:, ::1] dW_h, floating[::1] db,
+                          floating[:, :, ::1] dg, floating[:, :, ::1] dxh,
+                          floating[:, ::1] dhm, const floating[:, :, ::1] x,
+                          const floating[:, ::1] h0, const floating[:, ::1] h0_masked,
+                          const floating[:, ::1] W_x, const floating[:, ::1] W_h,
+                          floating[:, ::1] W_hT, const floating[:, :, ::1] hs,
+                          const floating[:, :, ::1] hs_masked,
+                          const floating[:, :, ::1] gates, const floating[:, :, ::1] hn,
+                          const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
+                          bint dhs_given, bint reset_after, int act, int ract):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const floating *mask_p = NULL
+    cdef floating *dxh_p = NULL
+    cdef floating *dhm_p = NULL
+    cdef const floating *W_rec = &W_h[0, 0]
+    cdef BLAS_Trans t_rec = Trans
+    cdef Py_ssize_t off_h = 2 * H
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    if dxh is not None:
+        dxh_p = &dxh[0, 0, 0]
+    if dhm is not None:
+        dhm_p = &dhm[0, 0]
+    with nogil:
+        if W_hT is not None:
+            # W_hT = W_h^T, (3H, H)
+            transpose(<int> H, <int> (3 * H), &W_h[0, 0], <int> (3 * H), &W_hT[0, 0],
+                      <int> H)
+            W_rec, t_rec, off_h = &W_hT[0, 0], NoTrans, 2 * H * H
+        _backward(&dx[0, 0, 0], &dh_next[0, 0], &dW_x[0, 0], &dW_h[0, 0], &db[0],
+                  &dg[0, 0, 0], dxh_p, dhm_p, &x[0, 0, 0], &h0[0, 0], &h0_masked[0, 0],
+                  &W_x[0, 0], W_rec, t_rec, off_h, &hs[0, 0, 0], &hs_masked[0, 0, 0],
+                  &gates[0, 0, 0], &hn[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p,
+                  reset_after, B, T, D, H, act, ract)

@@ -1,0 +1,423 @@
+"""LSTM forward time loop and backpropagation through time, over BLAS.
+
+Notation: ``B`` batch, ``T`` time steps, ``D`` input features, ``H`` units, ``G = 4H`` the
+width of the four gate blocks i, f, g (Keras's "c"), o side by side, in Keras's order and
+layout: ``W_x (D, G)``, ``W_h (H, G)``, ``b (G,)``. Arrays are batch-first and
+C-contiguous: ``x (B, T, D)``, ``hs, cs (B, T, H)``, ``gates (B, T, G)``. One time step
+``gates[:, t]`` is a ``(B, G)`` matrix whose rows lie ``T*G`` elements apart, which BLAS
+takes as a leading dimension, so no time-major copy is ever made. ``act`` is the
+activation (default tanh), ``ract`` the recurrent activation (default sigmoid).
+
+Forward, for t = 0 .. T-1 (``h_{-1} = h0``, ``c_{-1} = c0``, ``m`` the optional
+recurrent-dropout mask), the gates buffer holding ``z_t`` and then the gates::
+
+    0. h_masked = h_{t-1} * m                       (fused into step 5 of step t-1)
+    1. z_t = x_t @ W_x                              (all B*T rows at once, before the loop)
+    2. z_t += h_masked @ W_h                        (one GEMM per step)
+    3. i, f, g, o = ract(z_i + b_i), ract(z_f + b_f), act(z_c + b_c), ract(z_o + b_o)
+    4. c_t = f * c_{t-1} + i * g
+    5. h_t = o * act(c_t)                           (3-5: one fused pass per step)
+
+Backward, for t = T-1 .. 0, ``dh_next`` and ``dc_next`` starting as the gradients of the
+final ``h`` and ``c`` from outside (``dh_last``, ``dc_last``); ``a = act(c_t)`` is
+recomputed from the stored ``c_t``, every derivative is taken from an output::
+
+    5b. dh = dhs_t + dh_next;  do = dh * a;  dc = dc_next + dh * o * act'(a)
+    4b. di = dc * g;  dg = dc * i;  df = dc * c_{t-1};  dc_next = dc * f
+    3b. dz_t = [di * ract'(i), df * ract'(f), dg * act'(g), do * ract'(o)]
+    3c. db += sum over the batch of dz_t            (5b-3c: one fused pass per step)
+    2b. dh_next = (dz_t @ W_h^T) * m                (one GEMM per step; at t = 0, dh0)
+
+and after the loop, each one GEMM over all B*T rows::
+
+    1b. dW_x = x^T @ dz,    dx = dz @ W_x^T
+    2c. dW_h = sum_t h_masked_{t-1}^T @ dz_t        (two GEMMs; see _backward)
+
+``lstm_forward`` / ``lstm_backward`` have the signatures of their twins in
+``crnn.reference.lstm``, which define what they compute.
+"""
+from cython cimport floating
+from libc.math cimport exp, tanh
+from libc.string cimport memset
+
+from crnn._activations cimport RELU, SIGMOID, TANH
+from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+
+import numpy as np
+
+from crnn import _checks
+from crnn.activations import CODES, check as _check_activation
+
+
+cdef extern from "_lstm_simd.h" nogil:
+    # Steps 3-5 and 5b-3c for one batch row, float32, sigmoid gates and tanh activation,
+    # vectorised for AVX2 / AVX-512 (see _lstm_simd.h).
+    void lstm_forward_row_f32 "crnn_lstm_forward_row_f32"(
+        float *z, const float *b, const float *c_prev, float *c, float *h,
+        float *h_masked, const float *m, Py_ssize_t n)
+    void lstm_backward_row_f32 "crnn_lstm_backward_row_f32"(
+        float *dz, float *db, float *dc, const float *dh_a, const float *dh_b,
+        const float *gates, const float *c, const float *c_prev, Py_ssize_t n)
+    # The float32 tanh and exp those loops use, for the generic loops below (so that every
+    # float32 path computes the same tanh and sigmoid).
+    float tanh_f32 "crnn_tanh_f32"(float x)
+    float exp_f32 "crnn_exp_f32"(float x)
+
+
+cdef inline floating _activate(floating v, int act) noexcept nogil:
+    """act(v) for one element (the generic loops: any activation, either dtype)."""
+    if act == TANH:
+        return tanh_f32(v) if floating is float else tanh(v)
+    elif act == RELU:
+        return 0 if v < 0 else v
+    elif act == SIGMOID:
+        return 1 / (1 + (exp_f32(-v) if floating is float else exp(-v)))
+    return v
+
+
+cdef inline floating _derivative(floating y, int act) noexcept nogil:
+    """act'(a) from the output y = act(a)."""
+    if act == TANH:
+        return 1 - y * y
+    elif act == RELU:
+        return 1 if y > 0 else 0
+    elif act == SIGMOID:
+        return y * (1 - y)
+    return 1
+
+
+cdef inline void _forward_row(floating *z, const floating *b, const floating *c_prev,
+                              floating *c, floating *h, floating *h_masked,
+                              const floating *m, Py_ssize_t n, int act,
+                              int ract) noexcept nogil:
+    """Steps 3-5 (and 0 of the next step where m is not NULL) for one batch row.
+
+    float32 with the default activations goes to the vectorised crnn_lstm_forward_row_f32
+    (_lstm_simd.h); everything else runs the loop here, which computes the same.
+    """
+    if floating is float:
+        if act == TANH and ract == SIGMOID:
+            lstm_forward_row_f32(z, b, c_prev, c, h, h_masked, m, n)
+            return
+    cdef Py_ssize_t j
+    cdef floating i, f, g, o, ct, ht
+    for j in range(n):
+        # 3. the gates, activated in place
+        i = _activate(z[j] + b[j], ract)
+        f = _activate(z[n + j] + b[n + j], ract)
+        g = _activate(z[2 * n + j] + b[2 * n + j], act)
+        o = _activate(z[3 * n + j] + b[3 * n + j], ract)
+        z[j], z[n + j], z[2 * n + j], z[3 * n + j] = i, f, g, o
+        # 4. c_t = f * c_{t-1} + i * g
+        ct = f * c_prev[j] + i * g
+        c[j] = ct
+        # 5. h_t = o * act(c_t)
+        ht = o * _activate(ct, act)
+        h[j] = ht
+        if m != NULL:
+            # 0. (of the next step) h_masked = h_t * m
+            h_masked[j] = ht * m[j]
+
+
+cdef inline void _backward_row(floating *dz, floating *db, floating *dc,
+                               const floating *dh_a, const floating *dh_b,
+                               const floating *gates, const floating *c,
+                               const floating *c_prev, Py_ssize_t n, int act,
+                               int ract) noexcept nogil:
+    """Steps 5b-3c for one batch row (dc carries dc_next in and out).
+
+    float32 with the default activations goes to the vectorised
+    crnn_lstm_backward_row_f32 (_lstm_simd.h); everything else runs the loop here.
+    """
+    if floating is float:
+        if act == TANH and ract == SIGMOID:
+            lstm_backward_row_f32(dz, db, dc, dh_a, dh_b, gates, c, c_prev, n)
+            return
+    cdef Py_ssize_t j
+    cdef floating i, f, g, o, a, dh, d_o, d_c, zi, zf, zg, zo
+    for j in range(n):
+        i, f, g, o = gates[j], gates[n + j], gates[2 * n + j], gates[3 * n + j]
+        a = _activate(c[j], act)
+        # 5b. into o, and through act into c_t
+        dh = dh_a[j] + dh_b[j]
+        d_o = dh * a
+        d_c = dc[j] + dh * o * _derivative(a, act)
+        # 4b. into i, g, f and c_{t-1}; 3b. through the gate activations
+        zi = d_c * g * _derivative(i, ract)
+        zf = d_c * c_prev[j] * _derivative(f, ract)
+        zg = d_c * i * _derivative(g, act)
+        zo = d_o * _derivative(o, ract)
+        dc[j] = d_c * f
+        dz[j], dz[n + j], dz[2 * n + j], dz[3 * n + j] = zi, zf, zg, zo
+        # 3c. db += dz
+        db[j] += zi
+        db[n + j] += zf
+        db[2 * n + j] += zg
+        db[3 * n + j] += zo
+
+
+cdef void _forward(floating *gates, floating *hs, floating *cs, const floating *x,
+                   const floating *h0, const floating *c0, const floating *W_x,
+                   const floating *W_rec, BLAS_Trans t_rec, const floating *b,
+                   const floating *mask, floating *h_masked,
+                   Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                   int act, int ract) noexcept nogil:
+    # W_rec is W_h (H, G) (t_rec NoTrans) or its stored transpose (G, H) (t_rec Trans):
+    # op(W_rec) = W_h.
+    cdef Py_ssize_t t, r
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t TG = T * G, TH = T * H
+    cdef int ld_rec = <int> (G if t_rec == NoTrans else H)
+    cdef const floating *h_prev
+    cdef const floating *c_prev
+    cdef Py_ssize_t ld_prev
+    # 1. gates = x @ W_x, all B*T rows in one GEMM (the bias joins in step 3)
+    gemm(NoTrans, NoTrans, <int> (B * T), <int> G, <int> D, <floating> 1.0,
+         x, <int> D, W_x, <int> G, <floating> 0.0, gates, <int> G)
+    if mask != NULL:
+        # 0. h_masked = h0 * m (for later steps step 5 writes it)
+        for r in range(B * H):
+            h_masked[r] = h0[r] * mask[r]
+    for t in range(T):
+        if mask != NULL:
+            h_prev, ld_prev = h_masked, H
+        elif t == 0:
+            h_prev, ld_prev = h0, H
+        else:
+            h_prev, ld_prev = hs + (t - 1) * H, TH
+        # 2. gates[:, t] += (h_{t-1} * m) @ W_h
+        gemm(NoTrans, t_rec, <int> B, <int> G, <int> H, <floating> 1.0,
+             h_prev, <int> ld_prev, W_rec, ld_rec, <floating> 1.0, gates + t * G, <int> TG)
+        # 3-5 (and 0 for step t+1). gates[:, t] = activated gates; cs[:, t], hs[:, t]
+        for r in range(B):
+            c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
+            _forward_row(gates + r * TG + t * G, b, c_prev, cs + r * TH + t * H,
+                         hs + r * TH + t * H, h_masked + r * H if mask != NULL else NULL,
+                         mask + r * H if mask != NULL else NULL, H, act, ract)
+
+
+cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating *dW_x,
+                    floating *dW_h, floating *db, floating *dz,
+                    const floating *x, const floating *h0_masked, const floating *c0,
+                    const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
+                    const floating *hs_masked, const floating *cs, const floating *gates,
+                    const floating *dhs, bint dhs_given, const floating *mask,
+                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                    int act, int ract) noexcept nogil:
+    # dh_next / dc_next hold the gradients reaching the final h / c from outside on
+    # entry, dh0 / dc0 on exit. db must come in zeroed; every other output is written
+    # whole. hs_masked / h0_masked are hs * m and h0 * m (or hs and h0 without a mask).
+    # W_rec is W_h (H, G) (t_rec Trans) or its stored transpose (G, H) (t_rec NoTrans):
+    # op(W_rec) = W_h^T.
+    cdef Py_ssize_t t, r
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t TG = T * G, TH = T * H
+    cdef int ld_rec = <int> (G if t_rec == Trans else H)
+    cdef const floating *c_prev
+    # With no gradient on the sequence output, dhs points at one row of zeros that every
+    # (b, t) reads: a stride of 0 instead of a second copy of the loop.
+    cdef Py_ssize_t ld_dhs = H if dhs_given else 0
+    for t in range(T - 1, -1, -1):
+        # 5b-3c. dz[:, t] from dhs_t + dh_next and dc_next; dc_next = dc * f; db += dz_t
+        for r in range(B):
+            c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
+            _backward_row(dz + r * TG + t * G, db, dc_next + r * H, dh_next + r * H,
+                          dhs + (r * T + t) * ld_dhs, gates + r * TG + t * G,
+                          cs + r * TH + t * H, c_prev, H, act, ract)
+        # 2b. dh_next = dz[:, t] @ W_h^T
+        gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
+             dz + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dh_next, <int> H)
+        if mask != NULL:
+            # ... * m: recurrent dropout passed only the kept units of h_{t-1}
+            for r in range(B * H):
+                dh_next[r] *= mask[r]
+    # 1b. dW_x = x^T @ dz and dx = dz @ W_x^T, over all B*T rows
+    gemm(Trans, NoTrans, <int> D, <int> G, <int> (B * T), <floating> 1.0,
+         x, <int> D, dz, <int> G, <floating> 0.0, dW_x, <int> G)
+    gemm(NoTrans, Trans, <int> (B * T), <int> D, <int> G, <floating> 1.0,
+         dz, <int> G, W_x, <int> G, <floating> 0.0, dx, <int> D)
+    # 2c. dW_h = sum over b, t of h_masked_{t-1}^T dz_t, in two GEMMs rather than T:
+    #   the t = 0 terms:   dW_h = h0_masked^T @ dz[:, 0]
+    gemm(Trans, NoTrans, <int> H, <int> G, <int> B, <floating> 1.0,
+         h0_masked, <int> H, dz, <int> TG, <floating> 0.0, dW_h, <int> G)
+    if T > 1:
+        # the t >= 1 terms: in the flat (B*T, .) row order, row r of hs is h_t of sequence
+        # b and row r + 1 of dz is dz_{t+1} of the same b, except where t = T-1: there
+        # row r + 1 is dz_0 of sequence b + 1. dz is our scratch and every other use of
+        # dz[:, 0] is done, so zero it: the B - 1 pairs that cross from one sequence to
+        # the next then add nothing (where _simple_rnn subtracts them again, which can
+        # cancel badly when h_{T-1} is large) ...
+        for r in range(B):
+            memset(dz + r * TG, 0, G * sizeof(floating))
+        # ... and take every pair in one GEMM:
+        # dW_h += hs_masked.reshape(B*T, H)[:-1]^T @ dz.reshape(B*T, G)[1:]
+        gemm(Trans, NoTrans, <int> H, <int> G, <int> (B * T - 1), <floating> 1.0,
+             hs_masked, <int> H, dz + G, <int> G, <floating> 1.0, dW_h, <int> G)
+
+def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation="sigmoid",
+                 recurrent_mask=None):
+    """Run an LSTM (Keras's: gates i, f, c, o) over a batch of sequences.
+
+    .. math::
+        z &= x_t W_x + (h_{t-1} \\odot m) W_h + b, \\quad
+        i = \\rho(z_i),\\ f = \\rho(z_f),\\ g = \\alpha(z_c),\\ o = \\rho(z_o) \\\\
+        c_t &= f \\odot c_{t-1} + i \\odot g, \\qquad h_t = o \\odot \\alpha(c_t)
+
+    with :math:`\\alpha` the activation, :math:`\\rho` the recurrent activation,
+    :math:`h_{-1} = h_0`, :math:`c_{-1} = c_0`.
+
+    Parameters
+    ----------
+    x : ndarray (B, T, D), float32 or float64, C-contiguous
+    h0, c0 : ndarray (B, H), the initial states
+    W_x : ndarray (D, 4H), the kernel (gate blocks i, f, c, o)
+    W_h : ndarray (H, 4H), the recurrent kernel
+    b : ndarray (4H,), the bias
+    activation, recurrent_activation : {"tanh", "relu", "sigmoid", "linear"}
+        Defaults "tanh" and "sigmoid".
+    recurrent_mask : ndarray (B, H) or None
+        Recurrent-dropout mask ``m`` (already scaled by ``1 / (1 - rate)``), the same at
+        every step; it scales only the ``h_{t-1}`` that enters the product with ``W_h``.
+
+    Returns
+    -------
+    hs : ndarray (B, T, H), every hidden state ``h_0 .. h_{T-1}``.
+    cs : ndarray (B, T, H), every cell state.
+    gates : ndarray (B, T, 4H), the activated gates ``i, f, g, o`` of every step.
+    """
+    act = CODES[_check_activation(activation)]
+    ract = CODES[_check_activation(recurrent_activation)]
+    B, T, D, H = _checks.lstm_forward(x, h0, c0, W_x, W_h, b, recurrent_mask)
+    dtype = x.dtype
+    hs = np.empty((B, T, H), dtype=dtype)
+    cs = np.empty((B, T, H), dtype=dtype)
+    gates = np.empty((B, T, 4 * H), dtype=dtype)
+    if B == 0 or T == 0:
+        return hs, cs, gates
+    h_masked = None if recurrent_mask is None else np.empty((B, H), dtype=dtype)
+    # Step 2 multiplies by W_h, or by a transposed copy where BLAS is faster so.
+    W_hT = np.empty((4 * H, H), dtype=dtype) if trans_b_faster(B, 4 * H, H) else None
+    if dtype == np.float32:
+        _forward_views[float](gates, hs, cs, x, h0, c0, W_x, W_h, W_hT, b, recurrent_mask,
+                              h_masked, act, ract)
+    else:
+        _forward_views[double](gates, hs, cs, x, h0, c0, W_x, W_h, W_hT, b,
+                               recurrent_mask, h_masked, act, ract)
+    return hs, cs, gates
+
+
+cdef void _forward_views(floating[:, :, ::1] gates, floating[:, :, ::1] hs,
+                         floating[:, :, ::1] cs, const floating[:, :, ::1] x,
+                         const floating[:, ::1] h0, const floating[:, ::1] c0,
+                         const floating[:, ::1] W_x, const floating[:, ::1] W_h,
+                         floating[:, ::1] W_hT, const floating[::1] b,
+                         const floating[:, ::1] mask, floating[:, ::1] h_masked,
+                         int act, int ract):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const floating *mask_p = NULL
+    cdef floating *h_masked_p = NULL
+    cdef const floating *W_rec = &W_h[0, 0]
+    cdef BLAS_Trans t_rec = NoTrans
+    if mask is not None:
+        mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0]
+    with nogil:
+        if W_hT is not None:
+            # W_hT = W_h^T, (4H, H)
+            transpose(<int> H, <int> (4 * H), &W_h[0, 0], <int> (4 * H), &W_hT[0, 0],
+                      <int> H)
+            W_rec, t_rec = &W_hT[0, 0], Trans
+        _forward(&gates[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &x[0, 0, 0], &h0[0, 0],
+                 &c0[0, 0], &W_x[0, 0], W_rec, t_rec, &b[0], mask_p, h_masked_p,
+                 B, T, D, H, act, ract)
+
+
+def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
+                  activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None):
+    """Backpropagate through :func:`lstm_forward` (BPTT).
+
+    Parameters
+    ----------
+    x, h0, c0, W_x, W_h, activation, recurrent_activation, recurrent_mask
+        As given to the forward pass.
+    hs, cs : ndarray (B, T, H)
+        The hidden and cell states the forward pass returned.
+    gates : ndarray (B, T, 4H)
+        The activated gates the forward pass returned (read, not modified).
+    dhs : ndarray (B, T, H) or None
+        Gradient of the loss with respect to every ``h_t`` (None: zero).
+    dh_last, dc_last : ndarray (B, H) or None
+        Gradients with respect to the final ``h`` and ``c`` coming from outside the
+        sequence output, e.g. through ``return_state`` (None: zero).
+
+    Returns
+    -------
+    dx : ndarray (B, T, D)
+    dh0, dc0 : ndarray (B, H)
+    dW_x : ndarray (D, 4H)
+    dW_h : ndarray (H, 4H)
+    db : ndarray (4H,)
+    """
+    act = CODES[_check_activation(activation)]
+    ract = CODES[_check_activation(recurrent_activation)]
+    B, T, D, H = _checks.lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last,
+                                       dc_last, recurrent_mask)
+    dtype = x.dtype
+    G = 4 * H
+    dx = np.empty((B, T, D), dtype=dtype)
+    dh0 = np.zeros((B, H), dtype=dtype) if dh_last is None else dh_last.copy()
+    dc0 = np.zeros((B, H), dtype=dtype) if dc_last is None else dc_last.copy()
+    dW_x = np.zeros((D, G), dtype=dtype)
+    dW_h = np.zeros((H, G), dtype=dtype)
+    db = np.zeros(G, dtype=dtype)
+    if B == 0 or T == 0:
+        dx.fill(0)
+        return dx, dh0, dc0, dW_x, dW_h, db
+    dz = np.empty((B, T, G), dtype=dtype)
+    dhs_given = dhs is not None
+    if not dhs_given:
+        dhs = np.zeros((1, 1, H), dtype=dtype)  # read with row stride 0, see _backward
+    if recurrent_mask is None:
+        hs_masked, h0_masked = hs, h0
+    else:
+        hs_masked = hs * recurrent_mask[:, None, :]
+        h0_masked = h0 * recurrent_mask
+    # Step 2b multiplies by W_h^T, as W_h with Trans or, where BLAS is faster so, as a
+    # transposed copy without.
+    W_hT = None if trans_b_faster(B, H, G) else np.empty((G, H), dtype=dtype)
+    if dtype == np.float32:
+        _backward_views[float](dx, dh0, dc0, dW_x, dW_h, db, dz, x, h0_masked, c0, W_x,
+                               W_h, W_hT, hs_masked, cs, gates, dhs, recurrent_mask,
+                               dhs_given, act, ract)
+    else:
+        _backward_views[double](dx, dh0, dc0, dW_x, dW_h, db, dz, x, h0_masked, c0, W_x,
+                                W_h, W_hT, hs_masked, cs, gates, dhs, recurrent_mask,
+                                dhs_given, act, ract)
+    return dx, dh0, dc0, dW_x, dW_h, db
+
+
+cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
+                          floating[:, ::1] dc_next, floating[:, ::1] dW_x,
+                          floating[:, ::1] dW_h, floating[::1] db, floating[:, :, ::1] dz,
+                          const floating[:, :, ::1] x, const floating[:, ::1] h0_masked,
+                          const floating[:, ::1] c0, const floating[:, ::1] W_x,
+                          const floating[:, ::1] W_h, floating[:, ::1] W_hT,
+                          const floating[:, :, ::1] hs_masked,
+                          const floating[:, :, ::1] cs, const floating[:, :, ::1] gates,
+                          const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
+                          bint dhs_given, int act, int ract):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const floating *mask_p = NULL
+    cdef const floating *W_rec = &W_h[0, 0]
+    cdef BLAS_Trans t_rec = Trans
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    with nogil:
+        if W_hT is not None:
+            # W_hT = W_h^T, (4H, H)
+            transpose(<int> H, <int> (4 * H), &W_h[0, 0], <int> (4 * H), &W_hT[0, 0],
+                      <int> H)
+            W_rec, t_rec = &W_hT[0, 0], NoTrans
+        _backward(&dx[0, 0, 0], &dh_next[0, 0], &dc_next[0, 0], &dW_x[0, 0], &dW_h[0, 0],
+                  &db[0], &dz[0, 0, 0], &x[0, 0, 0], &h0_masked[0, 0], &c0[0, 0],
+                  &W_x[0, 0], W_rec, t_rec, &hs_masked[0, 0, 0], &cs[0, 0, 0],
+                  &gates[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p, B, T, D, H, act, ract)

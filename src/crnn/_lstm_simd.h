@@ -1,0 +1,111 @@
+/* The LSTM's fused elementwise passes for float32 with the default activations (sigmoid
+ * gates, tanh candidate and cell output), one batch row of one step per call.
+ *
+ * Compiled for the baseline, AVX with FMA and AVX-512F and chosen when the module loads,
+ * as the loops of _simd.h are (see there; CRNN_CLONES, crnn_tanh_f32 and crnn_exp_f32
+ * come from it). Per unit the forward pass evaluates three sigmoids and two tanhs, the
+ * backward pass one tanh: through libm that is a scalar call each, which on the
+ * (128, 100, 512, 1024) benchmark shape costs as much as a third of the recurrent GEMMs.
+ *
+ * A row holds the four gate blocks i, f, g, o of n units each, at 0, n, 2n, 3n. Every
+ * other activation pair, and float64, runs the generic loop in _lstm.pyx instead; the
+ * two compute the same formulas in the same order.
+ */
+#ifndef CRNN_LSTM_SIMD_H
+#define CRNN_LSTM_SIMD_H
+
+#include "_simd.h"
+
+static inline __attribute__((always_inline)) float crnn_sigmoid_f32(float x)
+{
+    return 1.0f / (1.0f + crnn_exp_f32(-x));
+}
+
+/* Forward steps 3-5 for unit j: activate the gates in place, write c_t and h_t;
+ * returns h_t. */
+static inline __attribute__((always_inline)) float
+crnn_lstm_forward_unit_f32(float *__restrict__ z, const float *__restrict__ b,
+                           const float *__restrict__ c_prev, float *__restrict__ c,
+                           float *__restrict__ h, Py_ssize_t n, Py_ssize_t j)
+{
+    const float i = crnn_sigmoid_f32(z[j] + b[j]);
+    const float f = crnn_sigmoid_f32(z[n + j] + b[n + j]);
+    const float g = crnn_tanh_f32(z[2 * n + j] + b[2 * n + j]);
+    const float o = crnn_sigmoid_f32(z[3 * n + j] + b[3 * n + j]);
+    z[j] = i;
+    z[n + j] = f;
+    z[2 * n + j] = g;
+    z[3 * n + j] = o;
+    const float ct = f * c_prev[j] + i * g;
+    c[j] = ct;
+    const float ht = o * crnn_tanh_f32(ct);
+    h[j] = ht;
+    return ht;
+}
+
+/* One row of forward steps 3-5, in one pass over the units:
+ *     z = [i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](z + b)     (in place)
+ *     c = f * c_prev + i * g,   h = o * tanh(c)
+ * and, when m is not NULL, step 0 of the next step: h_masked = h * m. No two pointers
+ * overlap (__restrict__). */
+CRNN_CLONES static void
+crnn_lstm_forward_row_f32(float *__restrict__ z, const float *__restrict__ b,
+                          const float *__restrict__ c_prev, float *__restrict__ c,
+                          float *__restrict__ h, float *__restrict__ h_masked,
+                          const float *__restrict__ m, Py_ssize_t n)
+{
+    /* ivdep: the four gate blocks of z (and of b) never meet for 0 <= j < n; see the
+     * backward pass below. */
+    if (m == NULL) {
+#pragma GCC ivdep
+        for (Py_ssize_t j = 0; j < n; j++)
+            crnn_lstm_forward_unit_f32(z, b, c_prev, c, h, n, j);
+    } else {
+#pragma GCC ivdep
+        for (Py_ssize_t j = 0; j < n; j++)
+            h_masked[j] = crnn_lstm_forward_unit_f32(z, b, c_prev, c, h, n, j) * m[j];
+    }
+}
+
+/* One row of backward steps 5b-3c, in one pass over the units (gates = [i, f, g, o] as
+ * the forward pass left them, c = c_t, dc carries dc_next in and out):
+ *     a = tanh(c),  dh = dh_a + dh_b
+ *     do = dh * a,  dc += dh * o * (1 - a^2)                                   (5b)
+ *     di = dc * g,  dg = dc * i,  df = dc * c_prev,  dc = dc * f               (4b)
+ *     dz = [di i(1-i), df f(1-f), dg (1-g^2), do o(1-o)],  db += dz            (3b, 3c)
+ * No two pointers may overlap (__restrict__: GCC then vectorises without run-time
+ * overlap checks, of which eight arrays would need more than it is willing to emit). */
+CRNN_CLONES static void
+crnn_lstm_backward_row_f32(float *__restrict__ dz, float *__restrict__ db,
+                           float *__restrict__ dc, const float *__restrict__ dh_a,
+                           const float *__restrict__ dh_b, const float *__restrict__ gates,
+                           const float *__restrict__ c, const float *__restrict__ c_prev,
+                           Py_ssize_t n)
+{
+    /* dz[j], dz[n + j], ... (and db's) are four blocks of one array, which GCC cannot
+     * tell apart without knowing n: it would give up after ten run-time overlap checks.
+     * For 0 <= j < n the four blocks never meet, so no iteration depends on another. */
+#pragma GCC ivdep
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const float i = gates[j], f = gates[n + j], g = gates[2 * n + j],
+                    o = gates[3 * n + j];
+        const float a = crnn_tanh_f32(c[j]);
+        const float dh = dh_a[j] + dh_b[j];
+        const float d_o = dh * a;
+        const float d_c = dc[j] + dh * o * (1.0f - a * a);
+        const float d_i = d_c * g, d_g = d_c * i, d_f = d_c * c_prev[j];
+        dc[j] = d_c * f;
+        const float zi = d_i * (i * (1.0f - i)), zf = d_f * (f * (1.0f - f)),
+                    zg = d_g * (1.0f - g * g), zo = d_o * (o * (1.0f - o));
+        dz[j] = zi;
+        dz[n + j] = zf;
+        dz[2 * n + j] = zg;
+        dz[3 * n + j] = zo;
+        db[j] += zi;
+        db[n + j] += zf;
+        db[2 * n + j] += zg;
+        db[3 * n + j] += zo;
+    }
+}
+
+#endif
