@@ -36,7 +36,7 @@ extensions = [
         f"crnn.{name}",
         [f"src/crnn/{name}.pyx"],
         include_dirs=["src/crnn"],  # _simd.h
-        depends=["src/crnn/_simd.h"],
+        depends=sorted(str(p) for p in Path("src/crnn").glob("*.h")),
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -142,8 +142,8 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, recurrent_mask=None):
     B, T, D, H = gated_rnn(x, h0, W_x, W_h, 3, recurrent_mask)
     shape = gru_bias_shape(H, reset_after)
     if isinstance(b, np.ndarray) and b.shape != shape:
-        raise ValueError(f"expected b of shape {_fmt(shape)} (reset_after={bool(reset_after)}"
-                         f"), got {b.shape}")
+        raise ValueError(f"expected b of shape {_fmt(shape)} "
+                         f"(reset_after={bool(reset_after)}), got {b.shape}")
     array("b", b, shape, x.dtype)
     return B, T, D, H
 

@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.special
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import assert_close
 from crnn import _lstm as fast
@@ -97,6 +98,23 @@ def test_long_sequence(rng, dtype):
     bargs = (x, h0, c0, W_x, W_h, *out_ref, dhs, dh_last, dc_last)
     for name, a, e in zip(GRAD_NAMES, fast.lstm_backward(*bargs), ref.lstm_backward(*bargs)):
         assert_close(a, e, dtype, scale=10, err_msg=name)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(B=st.integers(1, 12), T=st.integers(1, 12), D=st.integers(1, 12), H=st.integers(1, 12),
+       dtype=st.sampled_from(DTYPES), activations=st.sampled_from(ACTIVATION_PAIRS),
+       mask=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_any_small_shape(B, T, D, H, dtype, activations, mask, seed):
+    rng = np.random.default_rng(seed)
+    x, h0, c0, W_x, W_h, b, m = lstm_problem(rng, B, T, D, H, dtype, mask)
+    out_ref = ref.lstm_forward(x, h0, c0, W_x, W_h, b, *activations, m)
+    for a, e in zip(fast.lstm_forward(x, h0, c0, W_x, W_h, b, *activations, m), out_ref):
+        assert_close(a, e, dtype)
+    dhs, dh_last, dc_last = output_grads(rng, B, T, H, dtype, (True, True, True))
+    bargs = (x, h0, c0, W_x, W_h, *out_ref, dhs, dh_last, dc_last, *activations, m)
+    for name, a, e in zip(GRAD_NAMES, fast.lstm_backward(*bargs), ref.lstm_backward(*bargs)):
+        assert a.shape == e.shape, name
+        assert_close(a, e, dtype, err_msg=name)
 
 
 def loss_and_grads(params, activations, dhs, dh_last, dc_last, mask):

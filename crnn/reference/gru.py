@@ -46,7 +46,7 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
         hm = h if recurrent_mask is None else h * recurrent_mask   # 0. recurrent dropout
         if reset_after:
             xz, xr, xh = np.split(x[:, t] @ W_x + b[0], 3, axis=1)  # 1. input projection
-            hz, hr, hh = np.split(hm @ W_h + b[1], 3, axis=1)       # 2. recurrent projection
+            hz, hr, hh = np.split(hm @ W_h + b[1], 3, axis=1)       # 2. recurrent proj.
             z = ract(xz + hz)                      # 3. update gate
             r = ract(xr + hr)                      # 3. reset gate
             n = act(xh + r * hh)                   # 4. candidate, reset after the product
@@ -84,7 +84,7 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
     for t in reversed(range(T)):
         z, r, n = np.split(gates[:, t], 3, axis=1)   # the gates of step t
         h_prev = hs[:, t - 1] if t > 0 else h0
-        hm = h_prev if recurrent_mask is None else h_prev * recurrent_mask   # 0.
+        hm = h_prev if recurrent_mask is None else h_prev * recurrent_mask   # 0. (step t's)
         dh = dh_next if dhs is None else dhs[:, t] + dh_next   # gradient reaching h_t
         dz = dh * (h_prev - n)                     # 5b. into the update gate
         dn = dh * (1 - z)                          # 5b. into the candidate
@@ -109,8 +109,8 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
             dW_h[:, :2 * H] += hm.T @ dgh          # 2c. recurrent kernel, blocks z, r
             dhm = dhm + dgh @ W_h[:, :2 * H].T     # 2b. into hm
         if recurrent_mask is not None:
-            dhm = dhm * recurrent_mask             # 0b. through the dropout mask
-        dh_next = dh_next + dhm                    # 0b. into h_{t-1}, through hm
+            dhm = dhm * recurrent_mask             # 2b. ... through the dropout mask
+        dh_next = dh_next + dhm                    # 2b. into h_{t-1}, through hm
         dgx = np.concatenate([dxz, dxr, dxh], axis=1)  # gradient of x_t @ W_x + b(_i)
         if reset_after:
             db[0] += dgx.sum(axis=0)               # 1b. input bias

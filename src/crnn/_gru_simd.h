@@ -42,7 +42,8 @@ crnn_gru_after_unit_f32(float *__restrict__ g, const float *__restrict__ rec,
                         float *__restrict__ h, Py_ssize_t n, Py_ssize_t j)
 {
     const float z = crnn_gru_sigmoid_f32((g[j] + b_i[j]) + (rec[j] + b_r[j]));
-    const float r = crnn_gru_sigmoid_f32((g[n + j] + b_i[n + j]) + (rec[n + j] + b_r[n + j]));
+    const float r = crnn_gru_sigmoid_f32((g[n + j] + b_i[n + j])
+                                         + (rec[n + j] + b_r[n + j]));
     const float hh = rec[2 * n + j] + b_r[2 * n + j];
     const float c = crnn_tanh_f32((g[2 * n + j] + b_i[2 * n + j]) + r * hh);
     const float ht = z * h_prev[j] + (1.0f - z) * c;
