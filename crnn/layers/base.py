@@ -1,7 +1,12 @@
-"""The layer base class: weights by name, Keras-style weight exchange, config and repr."""
+"""The layer base class: weights by name, Keras-style weight exchange, config and repr,
+and the calling convention that puts every call on the tape (:mod:`crnn.engine`)."""
 import inspect
+import itertools
+from collections import defaultdict
 
 import numpy as np
+
+from crnn import engine
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -27,20 +32,115 @@ def as_input(name, a, dtype, ndim, layout):
     return arr
 
 
+_name_counts = defaultdict(itertools.count)
+
+
+def unique_name(base):
+    """``base``, then ``base_1``, ``base_2``, ... (as Keras names layers)."""
+    n = next(_name_counts[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+def snake_case(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper()
+                                   or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+_REGISTRY = {}
+
+
+def serialize_layer(layer):
+    """``{"class_name": ..., "config": ...}``: what :func:`deserialize_layer` rebuilds a
+    layer of the same configuration from (JSON-compatible where the config is)."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize_layer(data):
+    """A new layer from :func:`serialize_layer`'s output (any registered Layer class:
+    every subclass of :class:`Layer` registers itself by its class name)."""
+    if not isinstance(data, dict) or "class_name" not in data:
+        raise ValueError(f"expected a dict with 'class_name' and 'config', got "
+                         f"{data!r:.80}")
+    cls = _REGISTRY.get(data["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {data['class_name']!r}; known: "
+                         f"{sorted(_REGISTRY)}")
+    return cls.from_config(dict(data.get("config", {})))
+
+
 class Layer:
     """Base of every crnn layer and cell.
 
     A layer owns its weights in ``params`` (a dict by name, in Keras's order) and, after a
     backward pass, their gradients in ``grads`` (same names and shapes). It is built lazily
     from the shape of its first input, or explicitly with :meth:`build`.
+
+    Calling a layer runs :meth:`call` on arrays (or on :class:`crnn.engine.Tensor` objects
+    while a :class:`crnn.GradientTape` records), or, on :func:`crnn.Input` placeholders,
+    adds a node to a functional graph. A primitive layer implements ``_forward(inputs,
+    **options) -> (outputs, cache)`` and ``_backward(cache, d_outputs) -> (d_inputs,
+    d_weights)`` over flat lists of arrays, and its :meth:`call` passes them to
+    :meth:`_run`, which records the call on the tape.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name=None, dtype="float32"):
         self.dtype = as_dtype(dtype)
-        self.name = name or type(self).__name__.lower()
+        self.name = name or unique_name(snake_case(type(self).__name__))
         self.built = False
         self.params = {}
         self.grads = {}
+        self._last_call = None
+
+    # -- calling ---------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if engine.is_symbolic(args) or engine.is_symbolic(kwargs):
+            return engine.symbolic_call(self, args, kwargs)
+        return self.call(*args, **kwargs)
+
+    def call(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement call")
+
+    def _run(self, inputs, **options):
+        """Run the primitive on the flat list ``inputs`` (arrays or Tensors; None for an
+        absent optional input) and record it on the tape. Returns the flat outputs."""
+        outputs, cache = self._forward([engine.value_of(a) for a in inputs], **options)
+        self._last_call = cache
+        return engine.record(self, cache, inputs, outputs)
+
+    def _forward(self, inputs, **options):
+        raise NotImplementedError
+
+    def _backward(self, cache, d_outputs):
+        raise NotImplementedError
+
+    def _backward_last(self, d_outputs):
+        """``_backward`` of the last call, outside any tape; sets ``grads``."""
+        if self._last_call is None:
+            raise ValueError(f"{type(self).__name__}.backward called before any forward "
+                             f"call")
+        d_inputs, d_params = self._backward(self._last_call, d_outputs)
+        self.grads.clear()  # in place: a wrapping layer may share the dict
+        self.grads.update(d_params or {})
+        return d_inputs
+
+    def compute_output_spec(self, *args, **kwargs):
+        """What a call with these arguments returns, as SymbolicTensors carrying shape and
+        dtype (batch axis first, None where unknown). Builds the layer."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be called on crnn.Input "
+                                  f"placeholders: it has no compute_output_spec")
+
+    @property
+    def trainable_weights(self):
+        return list(self.params.values())
 
     # -- building --------------------------------------------------------------------
     def build(self, input_shape):

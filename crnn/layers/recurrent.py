@@ -9,7 +9,7 @@ three, as in Keras, where ``keras.layers.RNN`` runs any cell.
 """
 import numpy as np
 
-from crnn import activations, backend as _backend, initializers
+from crnn import activations, backend as _backend, engine, initializers
 from crnn.layers.base import Layer, as_input
 
 
@@ -59,7 +59,6 @@ class RNNCell(Layer):
         self._rng = np.random.default_rng(seed)
         self._dropout_mask = None
         self._recurrent_dropout_mask = None
-        self._cache = None
 
     @property
     def state_size(self):
@@ -116,11 +115,12 @@ class RNNCell(Layer):
             self._zero_bias = np.zeros(shape, dtype=self.dtype)
         return self._zero_bias
 
-    def set_grads(self, d_kernel, d_recurrent_kernel, d_bias):
-        self.grads.clear()  # updated in place: a wrapping layer shares this dict
-        self.grads.update(kernel=d_kernel, recurrent_kernel=d_recurrent_kernel)
+    def weight_grads(self, d_kernel, d_recurrent_kernel, d_bias):
+        """The weight gradients by name (no bias gradient without ``use_bias``)."""
+        grads = {"kernel": d_kernel, "recurrent_kernel": d_recurrent_kernel}
         if self.use_bias:
-            self.grads["bias"] = d_bias
+            grads["bias"] = d_bias
+        return grads
 
     def kernels(self):
         """The kernel module of this cell's backend."""
@@ -130,6 +130,15 @@ class RNNCell(Layer):
     def get_initial_state(self, batch_size):
         return [np.zeros((int(batch_size), self.units), dtype=self.dtype)
                 for _ in self.state_names]
+
+    def state_list(self, states):
+        """``states`` as a list: one array alone is accepted for a one-state cell."""
+        if isinstance(states, (list, tuple)):
+            return list(states)
+        if len(self.state_names) != 1:
+            raise ValueError(f"expected states to be a list of {len(self.state_names)} "
+                             f"arrays {list(self.state_names)}, got {type(states).__name__}")
+        return [states]
 
     def check_states(self, states, batch_size):
         """``states`` (None, one array for a one-state cell, or a list) as a list of
@@ -201,11 +210,28 @@ class RNNCell(Layer):
         raise NotImplementedError
 
     # -- one step --------------------------------------------------------------------
-    def __call__(self, inputs, states=None, training=False):
-        x = as_input("x_t", inputs, self.dtype, 2, "(batch, features)")
+    def call(self, inputs, states=None, training=False):
+        """One step: ``inputs (B, D)`` and ``states`` (a list of ``(B, H)`` arrays, one
+        per name in ``state_names``; or None for zeros) give ``(h_new, new_states)``,
+        where ``new_states[0]`` is ``h_new`` itself (as in Keras)."""
+        n = len(self.state_names)
+        state_list = [None] * n if states is None else self.state_list(states)
+        outs = self._run([inputs, *state_list], training=training,
+                         states_given=states is not None)
+        return outs[0], list(outs)
+
+    def compute_output_spec(self, inputs, states=None, training=False):
+        self._maybe_build(inputs.shape)
+        h = engine.SymbolicTensor((inputs.shape[0], self.units), self.dtype)
+        others = [engine.SymbolicTensor((inputs.shape[0], self.units), self.dtype)
+                  for _ in self.state_names[1:]]
+        return h, [h, *others]
+
+    def _forward(self, inputs, training=False, states_given=True):
+        x = as_input("x_t", inputs[0], self.dtype, 2, "(batch, features)")
         self._maybe_build(x.shape)
         B = x.shape[0]
-        states = self.check_states(states, B)
+        states = self.check_states(inputs[1:] if states_given else None, B)
         if x.shape[1] != self.input_dim:
             raise ValueError(f"expected x_t with {self.input_dim} features (the built input "
                              f"size), got shape {x.shape}")
@@ -213,23 +239,32 @@ class RNNCell(Layer):
         h_mask = self.get_recurrent_dropout_mask(B) if training else None
         x_in = (x if x_mask is None else x * x_mask)[:, None, :]
         hs, saved = self.run(x_in, states, h_mask)
-        self._cache = (x_in, states, h_mask, hs, saved, x_mask)
-        new_states = self.final_states(hs, saved)
-        return new_states[0], new_states
+        return self.final_states(hs, saved), (x_in, states, h_mask, hs, saved, x_mask)
+
+    def _backward(self, cache, d_outputs):
+        x_in, states, h_mask, hs, saved, x_mask = cache
+        B, H = states[0].shape
+        d_finals = [check_grad(f"d_states[{i}]", g, (B, H), self.dtype)
+                    for i, g in enumerate(d_outputs)]
+        dx, d_prev, dW_x, dW_h, db = self.run_backward(x_in, states, h_mask, hs, saved,
+                                                       None, d_finals)
+        dx = dx[:, 0]
+        if x_mask is not None:
+            dx = dx * x_mask
+        return [dx, *d_prev], self.weight_grads(dW_x, dW_h, db)
 
     def backward(self, d_output, d_states=None):
-        """Backpropagate through the last call.
+        """Backpropagate through the last call, outside a tape.
 
         ``d_output (B, H)`` is the gradient on the output and ``d_states`` (a list like
         the states, entries may be None; or None) the gradient on the new states; the
         output is the new ``h``, so the two gradients on it add. Returns
         ``(dx_t, d_prev_states)`` and sets ``grads``.
         """
-        if self._cache is None:
+        if self._last_call is None:
             raise ValueError(f"{type(self).__name__}.backward called before any forward "
                              f"call")
-        x_in, states, h_mask, hs, saved, x_mask = self._cache
-        B, H = states[0].shape
+        B, H = self._last_call[1][0].shape
         n = len(self.state_names)
         if d_states is None:
             d_states = [None] * n
@@ -241,11 +276,8 @@ class RNNCell(Layer):
         d_out = check_grad("d_output", d_output, (B, H), self.dtype)
         if d_out is not None:
             d_finals[0] = d_out if d_finals[0] is None else d_finals[0] + d_out
-        dx, d_prev, dW_x, dW_h, db = self.run_backward(x_in, states, h_mask, hs, saved,
-                                                       None, d_finals)
-        self.set_grads(dW_x, dW_h, db)
-        dx = dx[:, 0]
-        return (dx if x_mask is None else dx * x_mask), d_prev
+        d_inputs = self._backward_last(d_finals)
+        return d_inputs[0], d_inputs[1:]
 
 
 def check_grad(name, g, shape, dtype):
@@ -280,7 +312,6 @@ class RNN(Layer):
         # The cell owns the weights; the layer shows the same dicts.
         self.params = cell.params
         self.grads = cell.grads
-        self._cache = None
         self.initial_state_grad = None
 
     def __getattr__(self, name):
@@ -299,15 +330,36 @@ class RNN(Layer):
         self.built = True
 
     # -- forward ---------------------------------------------------------------------
-    def __call__(self, inputs, initial_state=None, training=False):
-        x = as_input("input", inputs, self.dtype, 3, "(batch, time, features)")
+    def call(self, inputs, initial_state=None, training=False):
+        names = self.cell.state_names
+        states = ([None] * len(names) if initial_state is None
+                  else self.cell.state_list(initial_state))
+        outs = self._run([inputs, *states], training=training,
+                         states_given=initial_state is not None)
+        return list(outs) if self.return_state else outs[0]
+
+    def compute_output_spec(self, inputs, initial_state=None, training=False):
+        if len(inputs.shape) != 3:
+            raise ValueError(f"expected input shape (batch, time, features), got "
+                             f"{inputs.shape}")
+        self._maybe_build(inputs.shape)
+        B, T, H = inputs.shape[0], inputs.shape[1], self.cell.units
+        out = engine.SymbolicTensor((B, T, H) if self.return_sequences else (B, H),
+                                    self.dtype)
+        if not self.return_state:
+            return out
+        return [out] + [engine.SymbolicTensor((B, H), self.dtype)
+                        for _ in self.cell.state_names]
+
+    def _forward(self, inputs, training=False, states_given=True):
+        x = as_input("input", inputs[0], self.dtype, 3, "(batch, time, features)")
         self._maybe_build(x.shape)
         B, T, D = x.shape
         cell = self.cell
         if D != cell.input_dim:
             raise ValueError(f"expected input with {cell.input_dim} features (the built "
                              f"input size), got shape {x.shape}")
-        states = cell.check_states(initial_state, B)
+        states = cell.check_states(inputs[1:] if states_given else None, B)
         if self.go_backwards:
             x = np.ascontiguousarray(x[:, ::-1])
         x_mask = h_mask = None
@@ -319,36 +371,24 @@ class RNN(Layer):
         if x_mask is not None:
             x = x * x_mask[:, None, :]
         hs, saved = cell.run(x, states, h_mask)
-        self._cache = (x, states, h_mask, hs, saved, x_mask)
         finals = cell.final_states(hs, saved) if T > 0 else [s.copy() for s in states]
         output = hs if self.return_sequences else finals[0]
         if self.return_state:
             if not self.return_sequences:
                 finals[0] = finals[0].copy()  # the output and h_last: two arrays
-            return [output, *finals]
-        return output
+            outputs = [output, *finals]
+        else:
+            outputs = [output]
+        return outputs, (x, states, h_mask, hs, saved, x_mask)
 
     # -- backward --------------------------------------------------------------------
-    def backward(self, grad):
-        """Backpropagate through the last call; see the class docstring."""
-        if self._cache is None:
-            raise ValueError(f"{type(self).__name__}.backward called before any forward "
-                             f"call")
-        x, states, h_mask, hs, saved, x_mask = self._cache
+    def _backward(self, cache, d_outputs):
+        x, states, h_mask, hs, saved, x_mask = cache
         B, T, _ = x.shape
         H = self.cell.units
         names = self.cell.state_names
-        if self.return_state:
-            n = 1 + len(names)
-            if not isinstance(grad, (list, tuple)) or len(grad) != n:
-                what = ", ".join(["d_output"] + [f"d_{s}_last" for s in names])
-                raise ValueError(f"expected grad to be a list [{what}] (the layer has "
-                                 f"return_state=True), got {type(grad).__name__}"
-                                 + (f" of length {len(grad)}"
-                                    if isinstance(grad, (list, tuple)) else ""))
-            d_out, d_finals = grad[0], list(grad[1:])
-        else:
-            d_out, d_finals = grad, [None] * len(names)
+        d_out = d_outputs[0]
+        d_finals = list(d_outputs[1:]) if self.return_state else [None] * len(names)
         out_shape = (B, T, H) if self.return_sequences else (B, H)
         d_out = check_grad("d_output", d_out, out_shape, self.dtype)
         d_finals = [check_grad(f"d_{s}_last", g, (B, H), self.dtype)
@@ -358,10 +398,30 @@ class RNN(Layer):
             d_finals[0] = d_out if d_finals[0] is None else d_finals[0] + d_out
         dx, d_states, dW_x, dW_h, db = self.cell.run_backward(x, states, h_mask, hs,
                                                               saved, dhs, d_finals)
-        self.cell.set_grads(dW_x, dW_h, db)
-        self.initial_state_grad = list(d_states)
         if x_mask is not None:
             dx *= x_mask[:, None, :]
         if self.go_backwards:
             dx = np.ascontiguousarray(dx[:, ::-1])
-        return dx
+        return [dx, *d_states], self.cell.weight_grads(dW_x, dW_h, db)
+
+    def backward(self, grad):
+        """Backpropagate through the last call, outside a tape; see the class
+        docstring."""
+        if self._last_call is None:
+            raise ValueError(f"{type(self).__name__}.backward called before any forward "
+                             f"call")
+        names = self.cell.state_names
+        if self.return_state:
+            n = 1 + len(names)
+            if not isinstance(grad, (list, tuple)) or len(grad) != n:
+                what = ", ".join(["d_output"] + [f"d_{s}_last" for s in names])
+                raise ValueError(f"expected grad to be a list [{what}] (the layer has "
+                                 f"return_state=True), got {type(grad).__name__}"
+                                 + (f" of length {len(grad)}"
+                                    if isinstance(grad, (list, tuple)) else ""))
+            d_outputs = list(grad)
+        else:
+            d_outputs = [grad]
+        d_inputs = self._backward_last(d_outputs)
+        self.initial_state_grad = list(d_inputs[1:])
+        return d_inputs[0]

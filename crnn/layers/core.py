@@ -1,0 +1,137 @@
+"""Dense: the output layer around a recurrence (the textbook's ``W_yh``).
+
+.. math::
+    y = \\mathrm{act}(x W + b)
+
+over the last axis of ``x``, so ``(B, H)`` gives ``(B, units)`` and ``(B, T, H)`` gives
+``(B, T, units)`` (every step through the same weights, as Keras's ``Dense`` does).
+"""
+import numpy as np
+
+from crnn import activations, engine, initializers
+from crnn.layers.base import Layer, as_input
+
+OUTPUT_ACTIVATIONS = sorted(activations.CODES) + ["softmax"]
+
+
+def check_activation(name):
+    """A name from :data:`OUTPUT_ACTIVATIONS` (None means linear)."""
+    if name is None:
+        return "linear"
+    if name == "softmax":
+        return name
+    if not isinstance(name, str) or name not in activations.CODES:
+        raise ValueError(f"expected activation to be one of {OUTPUT_ACTIVATIONS} or None, "
+                         f"got {name!r}")
+    return name
+
+
+def activate(name, a):
+    if name == "softmax":
+        e = np.exp(a - a.max(axis=-1, keepdims=True))   # shifted: no overflow
+        return e / e.sum(axis=-1, keepdims=True)
+    return activations.FUNCTIONS[name](a)
+
+
+def activation_backward(name, y, dy):
+    """``dy`` taken back through the activation, from its output ``y``."""
+    if name == "softmax":
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))   # Jacobian-vector product
+    if name == "linear":
+        return dy
+    return dy * activations.GRADIENTS[name](y)
+
+
+class Dense(Layer):
+    """A fully connected layer on the last axis: ``y = act(x @ kernel + bias)``.
+
+    Parameters
+    ----------
+    units : int
+        Output features.
+    activation : str or None
+        ``None``/``"linear"``, ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"softmax"``.
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+        As in :mod:`crnn.initializers` (Keras's defaults: glorot_uniform, zeros).
+    seed : int, optional
+        Seeds the initialiser.
+    dtype : {"float32", "float64"}
+
+    Weights ``[kernel (D, units), bias (units,)]``, Keras's layout.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
+                 dtype="float32", name=None):
+        super().__init__(name=name, dtype=dtype)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"expected units to be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = activation
+        self._act = check_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        for init in (kernel_initializer, bias_initializer):
+            initializers.get(init)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def build(self, input_shape):
+        D = input_shape[-1]
+        if D is None or D < 1:
+            raise ValueError(f"expected a known, positive last dimension, got input shape "
+                             f"{tuple(input_shape)}")
+        D = int(D)
+        self.params.clear()
+        self.params["kernel"] = np.ascontiguousarray(
+            initializers.get(self.kernel_initializer)((D, self.units), self.dtype, self._rng),
+            dtype=self.dtype)
+        if self.use_bias:
+            self.params["bias"] = np.ascontiguousarray(
+                initializers.get(self.bias_initializer)((self.units,), self.dtype,
+                                                        self._rng), dtype=self.dtype)
+        self.input_dim = D
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self._run([inputs])[0]
+
+    def compute_output_spec(self, inputs, training=False):
+        if len(inputs.shape) < 2:
+            raise ValueError(f"expected input shape (batch, ..., features), got "
+                             f"{inputs.shape}")
+        self._maybe_build(inputs.shape)
+        return engine.SymbolicTensor(inputs.shape[:-1] + (self.units,), self.dtype)
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        if x.ndim < 2:
+            raise ValueError(f"expected input of shape (batch, ..., features), got shape "
+                             f"{x.shape}")
+        x = as_input("input", x, self.dtype, x.ndim, "(batch, ..., features)")
+        self._maybe_build(x.shape)
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(f"expected input with {self.input_dim} features (the built "
+                             f"input size), got shape {x.shape}")
+        a = x @ self.params["kernel"]                  # 1. x W
+        if self.use_bias:
+            a += self.params["bias"]                   # 2. + b
+        y = activate(self._act, a)               # 3. act
+        return [y], (x, y)
+
+    def _backward(self, cache, d_outputs):
+        x, y = cache
+        da = activation_backward(self._act, y, d_outputs[0])    # 3b. through act
+        da2 = da.reshape(-1, self.units)
+        grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ da2}       # 1b. dW = x^T da
+        if self.use_bias:
+            grads["bias"] = da2.sum(axis=0)                          # 2b. db
+        dx = da @ self.params["kernel"].T                            # 1b. dx = da W^T
+        return [dx], grads
+
+    def backward(self, grad):
+        """Backpropagate ``grad`` (the output's shape) through the last call, outside a
+        tape; returns ``dx`` and sets ``grads``."""
+        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]

@@ -1,0 +1,326 @@
+"""Models: the three ways to put layers together, all differentiated by one tape.
+
+1. Functional: ``x = crnn.Input(shape=(T, D)); y = crnn.Dense(1)(crnn.SimpleRNN(100)(x));
+   model = crnn.Model(x, y)``: any directed acyclic graph of layer calls, layers shared
+   between branches, several inputs and outputs.
+2. ``crnn.Sequential([layer, layer, ...])``.
+3. Subclassing: ``class M(crnn.Model)`` with layers as attributes and a ``call(inputs,
+   training=None)`` that may loop over time steps itself; backpropagation runs through
+   every call in reverse (see :mod:`crnn.engine`).
+"""
+import functools
+import inspect
+import threading
+
+import numpy as np
+
+from crnn import engine
+from crnn.layers.base import Layer, as_dtype
+from crnn.training import TrainingMixin
+
+_local = threading.local()
+
+
+def Input(shape, dtype="float32", name=None, batch_size=None):
+    """A placeholder for a model's input: ``shape`` without the batch axis (``None``
+    where a length varies), as ``keras.Input``."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(None if d is None else int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected shape to be a tuple of ints or None, got {shape!r}") \
+            from None
+    if any(d is not None and d < 0 for d in shape):
+        raise ValueError(f"expected non-negative dimensions, got shape {shape}")
+    dt = np.dtype(dtype)
+    return engine.SymbolicTensor((batch_size,) + shape, dt, name=name)
+
+
+@functools.lru_cache(maxsize=None)
+def _accepts_training(call):
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def call_layer(layer, args, kwargs, training):
+    """``layer(*args, **kwargs)``, passing ``training`` if its ``call`` takes it."""
+    if "training" not in kwargs and _accepts_training(type(layer).call):
+        kwargs = dict(kwargs, training=training)
+    return layer(*args, **kwargs)
+
+
+def sublayers(layer):
+    """Every layer inside ``layer`` (itself excluded), each once, in order."""
+    out, seen = [], set()
+
+    def visit(obj):
+        for sub in getattr(obj, "layers", ()):
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                out.append(sub)
+                visit(sub)
+        for name in ("cell", "layer", "forward_layer", "backward_layer"):
+            sub = obj.__dict__.get(name) if hasattr(obj, "__dict__") else None
+            if isinstance(sub, Layer) and id(sub) not in seen:
+                seen.add(id(sub))
+                out.append(sub)
+                visit(sub)
+    visit(layer)
+    return out
+
+
+def _tracked_layers(obj):
+    """The layers among an object's attributes (and in lists, tuples and dicts of them),
+    in the order they were assigned."""
+    found = []
+
+    def collect(v):
+        if isinstance(v, Layer):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                collect(item)
+        elif isinstance(v, dict):
+            for item in v.values():
+                collect(item)
+    for name, value in vars(obj).items():
+        if name not in ("params", "grads") and not name.startswith("_"):
+            collect(value)
+    return found
+
+
+class Model(TrainingMixin, Layer):
+    """A model: functional (``Model(inputs, outputs)``) or subclassed (override
+    :meth:`call`). Calling it runs the layers; it trains with ``compile``/``fit``.
+
+    Parameters
+    ----------
+    inputs : SymbolicTensor or list of them, optional
+        From :func:`crnn.Input`.
+    outputs : SymbolicTensor or list of them, optional
+        What calling layers on ``inputs`` returned.
+    name : str, optional
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, dtype="float32"):
+        Layer.__init__(self, name=name, dtype=dtype)
+        self._functional = inputs is not None or outputs is not None
+        if self._functional:
+            if inputs is None or outputs is None:
+                raise ValueError("expected both inputs and outputs for a functional Model")
+            self._init_graph(inputs, outputs)
+        self.built = True
+
+    # -- the functional graph --------------------------------------------------------
+    def _init_graph(self, inputs, outputs):
+        flat_in = engine.flatten(inputs)
+        for t in flat_in:
+            if not isinstance(t, engine.SymbolicTensor) or t.node is not None:
+                raise ValueError(f"expected the model's inputs to be crnn.Input "
+                                 f"placeholders, got {t!r}")
+        self.inputs, self.outputs = inputs, outputs
+        self._nodes = engine.topological_nodes(outputs)
+        known = {id(t) for t in flat_in}
+        for node in self._nodes:
+            for t in node.inputs():
+                if t.node is None and id(t) not in known:
+                    raise ValueError(f"the outputs depend on an input placeholder that is "
+                                     f"not among the model's inputs: {t!r}")
+        layers, seen = [], set()
+        for node in self._nodes:
+            if id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                layers.append(node.layer)
+        self._graph_layers = layers
+
+    def _run_graph(self, inputs, training):
+        flat_in = engine.flatten(self.inputs)
+        given = engine.flatten(inputs) if isinstance(self.inputs, (list, tuple)) \
+            else [inputs]
+        if len(given) != len(flat_in):
+            raise ValueError(f"expected {len(flat_in)} input arrays, got {len(given)}")
+        values = {}
+        for placeholder, value in zip(flat_in, given):
+            v = value if isinstance(value, engine.Tensor) else np.asarray(value)
+            shape = placeholder.shape
+            if (v.ndim != len(shape) or any(d is not None and d != n
+                                            for d, n in zip(shape, v.shape))):
+                raise ValueError(f"expected input {placeholder.name or ''} of shape "
+                                 f"{shape} (None: any), got shape {v.shape}".replace(
+                                     "input  ", "input "))
+            values[id(placeholder)] = v
+
+        def resolve(s):
+            if isinstance(s, engine.SymbolicTensor):
+                return values[id(s)]
+            if isinstance(s, (list, tuple)):
+                return type(s)(resolve(i) for i in s)
+            return s
+
+        for node in self._nodes:
+            args = resolve(node.args)
+            kwargs = {k: resolve(v) for k, v in node.kwargs.items()}
+            out = call_layer(node.layer, args, kwargs, training)
+            for sym, val in zip(node.outputs, engine.flatten(out)):
+                values[id(sym)] = val
+        return resolve(self.outputs)
+
+    # -- calling ---------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if engine.is_symbolic(args) or engine.is_symbolic(kwargs):
+            return engine.symbolic_call(self, args, kwargs)
+        depth = getattr(_local, "depth", 0)
+        if depth == 0 and kwargs.get("training"):
+            # dropout masks are per sequence: new ones for each outermost call
+            for layer in self.layers_deep():
+                for reset in ("reset_dropout_mask", "reset_recurrent_dropout_mask"):
+                    if hasattr(type(layer), reset):
+                        getattr(layer, reset)()
+        _local.depth = depth + 1
+        try:
+            if "training" in kwargs and not _accepts_training(type(self).call):
+                kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+            return self.call(*args, **kwargs)
+        finally:
+            _local.depth = depth
+
+    def call(self, inputs, training=False):
+        """Run the model on arrays; subclasses override this."""
+        if self._functional:
+            return self._run_graph(inputs, training)
+        raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, "
+                                  f"training=None), or be built as Model(inputs, outputs)")
+
+    def compute_output_spec(self, *args, **kwargs):
+        if self._functional:
+            def spec(t):
+                return engine.SymbolicTensor(t.shape, t.dtype)
+            return engine.pack_like(self.outputs, [spec(t) for t in
+                                                   engine.flatten(self.outputs)])
+        # run the Python call on the placeholders: the layers answer with theirs
+        return self.call(*args, **kwargs)
+
+    # -- layers and weights ----------------------------------------------------------
+    @property
+    def layers(self):
+        """The layers this model calls directly, each once."""
+        if self._functional:
+            return list(self._graph_layers)
+        found, seen = [], set()
+        for layer in _tracked_layers(self):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                found.append(layer)
+        return found
+
+    def layers_deep(self):
+        """Every layer inside this model, nested ones included."""
+        return sublayers(self)
+
+    @property
+    def trainable_weights(self):
+        out, seen = [], set()
+        for layer in self.layers:
+            for w in layer.trainable_weights:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(w)
+        return out
+
+    @property
+    def weights(self):
+        return self.trainable_weights
+
+    def get_weights(self):
+        """Copies of every weight, layer by layer (Keras's order)."""
+        return [w.copy() for w in self.trainable_weights]
+
+    def set_weights(self, weights):
+        """Set every weight from a list in the order of :meth:`get_weights`."""
+        current = self.trainable_weights
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(f"expected {len(current)} weight arrays, got {len(weights)}")
+        new = []
+        for i, (w, cur) in enumerate(zip(weights, current)):
+            w = np.asarray(w)
+            if w.shape != cur.shape:
+                raise ValueError(f"expected weight {i} of shape {cur.shape}, got {w.shape}")
+            new.append(np.asarray(w, dtype=cur.dtype))
+        for w, cur in zip(new, current):
+            cur[...] = w
+
+    def get_gradients(self):
+        """The gradients of the last backward pass, in the order of :meth:`get_weights`."""
+        out = []
+        for layer in self.layers:
+            if isinstance(layer, Model):
+                out.extend(layer.get_gradients())
+            elif layer.params:
+                out.extend(layer.get_gradients())
+        return out
+
+    def count_params(self):
+        return int(sum(w.size for w in self.trainable_weights))
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}, {len(self.layers)} layers>"
+
+
+class Sequential(Model):
+    """A plain stack of layers, each fed the previous one's output (``keras.Sequential``).
+
+    ``layers`` may start with a :func:`crnn.Input` placeholder, which builds every layer
+    at once; otherwise they are built by the first call.
+    """
+
+    def __init__(self, layers=None, name=None):
+        super().__init__(name=name)
+        self._layers = []
+        self._input = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        """Append a layer (or, first, an Input placeholder)."""
+        if isinstance(layer, engine.SymbolicTensor):
+            if self._layers or self._input is not None:
+                raise ValueError("an Input placeholder can only come first in a Sequential")
+            self._input = layer
+            return
+        if not isinstance(layer, Layer):
+            raise ValueError(f"expected a crnn layer, got {type(layer).__name__}")
+        self._layers.append(layer)
+        if self._input is not None:
+            out = self._input
+            for each in self._layers:
+                out = each(out)  # builds it from the placeholder's shape
+                if isinstance(out, (list, tuple)):
+                    raise ValueError(f"expected each layer of a Sequential to return one "
+                                     f"tensor, {each.name} returns {len(out)}")
+
+    def pop(self):
+        return self._layers.pop()
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def call(self, inputs, training=False):
+        x = inputs
+        for layer in self._layers:
+            x = call_layer(layer, (x,), {}, training)
+            if isinstance(x, (list, tuple)):
+                raise ValueError(f"expected each layer of a Sequential to return one "
+                                 f"tensor, {layer.name} returned {len(x)}")
+        return x
+
+    def compute_output_spec(self, inputs, training=False):
+        return self.call(inputs)
+
+
+__all__ = ["Input", "Model", "Sequential", "as_dtype"]

@@ -1,0 +1,459 @@
+"""Differentiable functions to use between layers.
+
+Each function works on NumPy arrays, on the :class:`crnn.engine.Tensor` objects layers
+return while a :class:`crnn.GradientTape` records (the call is recorded, so gradients
+flow through it), and on :func:`crnn.Input` placeholders (the call becomes a node of a
+functional model). Arithmetic on tensors (``a + b``, ``a * 2``, ``x[:, t]``) calls these.
+
+Every op is a weightless layer with ``_forward``/``_backward``, written for a reader::
+
+    forward:  y = f(x)          backward: dx = dy * f'(x), taken from y where possible
+
+Broadcasting follows NumPy; a gradient is summed over the axes its input was broadcast
+along.
+"""
+import numpy as np
+
+from crnn import engine
+from crnn.layers.base import Layer
+
+__all__ = ["add", "subtract", "multiply", "divide", "negative", "matmul", "sigmoid", "tanh",
+           "relu", "softmax", "exp", "log", "square", "sum", "mean", "concatenate",
+           "stack", "unstack", "getitem", "reshape"]
+
+
+def _unbroadcast(g, shape):
+    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast."""
+    if g.shape == shape:
+        return g
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+class Op(Layer):
+    """A weightless primitive over a flat list of inputs. Subclasses implement
+    ``_forward(inputs) -> (outputs, cache)`` and ``_backward(cache, d_outputs)``."""
+
+    def __init__(self, name=None):
+        super().__init__(name=name)
+
+    def get_config(self):
+        return {}
+
+    def __repr__(self):
+        config = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({config})"
+
+    def _apply(self, inputs):
+        if engine.is_symbolic(inputs):
+            return engine.symbolic_call(self, (inputs,), {})
+        return self.call(inputs)
+
+    def call(self, inputs):
+        outs = self._run(list(inputs))
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def compute_output_spec(self, inputs):
+        """Shapes found by running the op on small stand-ins, twice with different sizes
+        for the unknown (None) dimensions: an output dimension that changes is unknown."""
+        runs = []
+        for k in (61, 67):
+            values = []
+            for a in inputs:
+                if isinstance(a, engine.SymbolicTensor):
+                    shape = tuple(k if d is None else d for d in a.shape)
+                    values.append(np.zeros(shape, dtype=a.dtype))
+                else:
+                    values.append(engine.value_of(a))
+            outs, _ = self._forward(values)
+            runs.append(outs)
+        specs = [engine.SymbolicTensor(tuple(None if p != q else p
+                                             for p, q in zip(a.shape, b.shape)), a.dtype)
+                 for a, b in zip(*runs)]
+        return specs[0] if len(specs) == 1 else specs
+
+
+# -- elementwise with broadcasting -------------------------------------------------------
+class _Binary(Op):
+    def _forward(self, inputs):
+        a, b = (np.asarray(v) for v in inputs)
+        return [np.asarray(self.f(a, b))], (a, b)
+
+
+class Add(_Binary):
+    f = staticmethod(np.add)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        return [_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)], None
+
+
+class Subtract(_Binary):
+    f = staticmethod(np.subtract)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        return [_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)], None
+
+
+class Multiply(_Binary):
+    f = staticmethod(np.multiply)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        return [_unbroadcast(g * b, a.shape), _unbroadcast(g * a, b.shape)], None
+
+
+class Divide(_Binary):
+    f = staticmethod(np.divide)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0] / b
+        return [_unbroadcast(g, a.shape), _unbroadcast(-g * a / b, b.shape)], None
+
+
+class MatMul(_Binary):
+    f = staticmethod(np.matmul)
+
+    def _forward(self, inputs):
+        a, b = (np.asarray(v) for v in inputs)
+        if a.ndim < 2 or b.ndim != 2:
+            raise ValueError(f"expected matmul of an (..., K) array by a (K, N) matrix, "
+                             f"got shapes {a.shape} and {b.shape}")
+        return [a @ b], (a, b)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        da = g @ b.T
+        db = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+        return [da, db], None
+
+
+def add(a, b):
+    """``a + b``."""
+    return Add()._apply([a, b])
+
+
+def subtract(a, b):
+    """``a - b``."""
+    return Subtract()._apply([a, b])
+
+
+def multiply(a, b):
+    """``a * b`` (element-wise)."""
+    return Multiply()._apply([a, b])
+
+
+def divide(a, b):
+    """``a / b`` (element-wise)."""
+    return Divide()._apply([a, b])
+
+
+def matmul(a, b):
+    """``a @ b`` for ``a (..., K)`` and a matrix ``b (K, N)``."""
+    return MatMul()._apply([a, b])
+
+
+# -- elementwise, one input --------------------------------------------------------------
+class _Unary(Op):
+    """``y = f(x)``; ``_grad(x, y)`` is ``f'`` (from the output where it can be)."""
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        y = np.asarray(self.f(x))
+        return [y], (x, y)
+
+    def _backward(self, cache, d_outputs):
+        x, y = cache
+        return [d_outputs[0] * self._grad(x, y)], None
+
+
+class Negative(_Unary):
+    f = staticmethod(np.negative)
+
+    def _grad(self, x, y):
+        return -1
+
+
+class Sigmoid(_Unary):
+    def f(self, x):
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-x))
+
+    def _grad(self, x, y):
+        return y * (1 - y)               # backprop through sigmoid, from its output
+
+
+class Tanh(_Unary):
+    f = staticmethod(np.tanh)
+
+    def _grad(self, x, y):
+        return 1 - y * y                 # backprop through tanh, from its output
+
+
+class Relu(_Unary):
+    def f(self, x):
+        return np.where(x < 0, np.zeros_like(x), x)
+
+    def _grad(self, x, y):
+        return (y > 0).astype(y.dtype)
+
+
+class Exp(_Unary):
+    f = staticmethod(np.exp)
+
+    def _grad(self, x, y):
+        return y
+
+
+class Log(_Unary):
+    f = staticmethod(np.log)
+
+    def _grad(self, x, y):
+        return 1 / x
+
+
+class Square(_Unary):
+    f = staticmethod(np.square)
+
+    def _grad(self, x, y):
+        return 2 * x
+
+
+class Softmax(Op):
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = axis
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        e = np.exp(x - x.max(axis=self.axis, keepdims=True))   # shifted: no overflow
+        y = e / e.sum(axis=self.axis, keepdims=True)
+        return [y], y
+
+    def _backward(self, y, d_outputs):
+        g = d_outputs[0]
+        # the Jacobian-vector product of softmax: y * (g - <g, y>)
+        return [y * (g - (g * y).sum(axis=self.axis, keepdims=True))], None
+
+
+def negative(x):
+    """``-x``."""
+    return Negative()._apply([x])
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))``."""
+    return Sigmoid()._apply([x])
+
+
+def tanh(x):
+    return Tanh()._apply([x])
+
+
+def relu(x):
+    """``max(x, 0)``."""
+    return Relu()._apply([x])
+
+
+def exp(x):
+    return Exp()._apply([x])
+
+
+def log(x):
+    return Log()._apply([x])
+
+
+def square(x):
+    return Square()._apply([x])
+
+
+def softmax(x, axis=-1):
+    """``exp(x) / sum(exp(x), axis)``, computed without overflow."""
+    return Softmax(axis)._apply([x])
+
+
+# -- reductions --------------------------------------------------------------------------
+class _Reduce(Op):
+    def __init__(self, axis=None, keepdims=False):
+        super().__init__()
+        self.axis = tuple(axis) if isinstance(axis, (list, tuple)) else axis
+        self.keepdims = bool(keepdims)
+
+    def get_config(self):
+        return {"axis": self.axis, "keepdims": self.keepdims}
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        y = np.asarray(self.f(x, axis=self.axis, keepdims=self.keepdims))
+        return [y], x.shape
+
+    def _spread(self, g, shape):
+        """``g`` broadcast back to the input's shape."""
+        if not self.keepdims and self.axis is not None:
+            axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+            g = np.expand_dims(g, tuple(a % len(shape) for a in axes))
+        return np.broadcast_to(g, shape)
+
+
+class Sum(_Reduce):
+    f = staticmethod(np.sum)
+
+    def _backward(self, shape, d_outputs):
+        return [np.array(self._spread(d_outputs[0], shape))], None
+
+
+class Mean(_Reduce):
+    f = staticmethod(np.mean)
+
+    def _backward(self, shape, d_outputs):
+        g = d_outputs[0]
+        n = max(int(np.prod(shape)), 1) // max(g.size, 1)   # inputs per output
+        return [self._spread(g, shape) / n], None
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 (the NumPy name, on purpose)
+    return Sum(axis, keepdims)._apply([x])
+
+
+def mean(x, axis=None, keepdims=False):
+    return Mean(axis, keepdims)._apply([x])
+
+
+# -- joining, splitting and slicing ------------------------------------------------------
+class Concatenate(Op):
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def _forward(self, inputs):
+        arrays = [np.asarray(a) for a in inputs]
+        return [np.concatenate(arrays, axis=self.axis)], [a.shape[self.axis] for a in arrays]
+
+    def _backward(self, sizes, d_outputs):
+        return list(np.split(d_outputs[0], np.cumsum(sizes)[:-1], axis=self.axis)), None
+
+
+class Stack(Op):
+    def __init__(self, axis=0):
+        super().__init__()
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def _forward(self, inputs):
+        return [np.stack([np.asarray(a) for a in inputs], axis=self.axis)], len(inputs)
+
+    def _backward(self, n, d_outputs):
+        g = d_outputs[0]
+        return [np.take(g, i, axis=self.axis) for i in range(n)], None
+
+
+class Unstack(Op):
+    def __init__(self, axis=0):
+        super().__init__()
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def call(self, inputs):
+        return list(self._run(list(inputs)))  # a list even of one
+
+    def compute_output_spec(self, inputs):
+        x = inputs[0]
+        if x.shape[self.axis] is None:
+            raise ValueError(f"unstack needs a known length along axis {self.axis}, got "
+                             f"shape {x.shape}")
+        shape = x.shape[:self.axis % len(x.shape)] + x.shape[self.axis % len(x.shape) + 1:]
+        return [engine.SymbolicTensor(shape, x.dtype) for _ in range(x.shape[self.axis])]
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        return [np.take(x, i, axis=self.axis) for i in range(x.shape[self.axis])], x.shape
+
+    def _backward(self, shape, d_outputs):
+        dx = np.zeros(shape, dtype=next(g.dtype for g in d_outputs if g is not None))
+        for i, g in enumerate(d_outputs):
+            if g is not None:
+                index = [slice(None)] * len(shape)
+                index[self.axis] = i
+                dx[tuple(index)] = g
+        return [dx], None
+
+
+class GetItem(Op):
+    def __init__(self, key):
+        super().__init__()
+        self.key = key
+
+    def get_config(self):
+        return {"key": self.key}
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        return [np.array(x[self.key])], (x.shape, x.dtype)
+
+    def _backward(self, cache, d_outputs):
+        shape, dtype = cache
+        dx = np.zeros(shape, dtype=d_outputs[0].dtype)
+        np.add.at(dx, self.key, d_outputs[0])  # indices given twice add up
+        return [dx], None
+
+
+class Reshape(Op):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def get_config(self):
+        return {"shape": self.shape}
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        return [x.reshape(self.shape)], x.shape
+
+    def _backward(self, shape, d_outputs):
+        return [d_outputs[0].reshape(shape)], None
+
+
+def concatenate(tensors, axis=-1):
+    """Join a list of tensors along ``axis``."""
+    return Concatenate(axis)._apply(list(tensors))
+
+
+def stack(tensors, axis=0):
+    """Join a list of equally shaped tensors along a new ``axis``."""
+    return Stack(axis)._apply(list(tensors))
+
+
+def unstack(x, axis=0):
+    """Split ``x`` along ``axis`` into a list (``unstack(x, axis=1)`` gives the time steps
+    of a ``(B, T, D)`` batch, as ``tf.unstack``)."""
+    op = Unstack(axis)
+    if engine.is_symbolic([x]):
+        return engine.symbolic_call(op, ([x],), {})
+    return op.call([x])
+
+
+def getitem(x, key):
+    """``x[key]`` (basic or integer-array indexing)."""
+    return GetItem(key)._apply([x])
+
+
+def reshape(x, shape):
+    """``x.reshape(shape)`` (``-1`` allowed once)."""
+    return Reshape(shape)._apply([x])

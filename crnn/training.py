@@ -1,0 +1,5 @@
+"""Training: compile, fit, evaluate, predict (being written; see issue #4)."""
+
+
+class TrainingMixin:
+    """The Keras training API of :class:`crnn.Model`."""
