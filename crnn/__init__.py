@@ -3,15 +3,19 @@
 Cython kernels over BLAS run the time loop and backpropagation through time; every kernel
 has a NumPy twin in :mod:`crnn.reference` that defines what it computes.
 """
-from crnn import ops, reference
+from crnn import callbacks, losses, metrics, ops, optimizers, reference, saving
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor
-from crnn.layers import (GRU, LSTM, Dense, GRUCell, Layer, LSTMCell, SimpleRNN,
-                         SimpleRNNCell)
+from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
+                         Flatten, GRUCell, Layer, LSTMCell, RepeatVector, SimpleRNN,
+                         SimpleRNNCell, TimeDistributed)
 from crnn.models import Input, Model, Sequential
+from crnn.saving import load_model, save_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Dense", "GRU", "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer",
-           "Model", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor", "get_backend",
-           "ops", "reference", "set_backend"]
+__all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
+           "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Model",
+           "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
+           "TimeDistributed", "callbacks", "get_backend", "load_model", "losses", "metrics",
+           "ops", "optimizers", "reference", "save_model", "saving", "set_backend"]

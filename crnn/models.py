@@ -16,6 +16,7 @@ import numpy as np
 
 from crnn import engine
 from crnn.layers.base import Layer, as_dtype
+from crnn.saving import SavingMixin
 from crnn.training import TrainingMixin
 
 _local = threading.local()
@@ -93,7 +94,7 @@ def _tracked_layers(obj):
     return found
 
 
-class Model(TrainingMixin, Layer):
+class Model(TrainingMixin, SavingMixin, Layer):
     """A model: functional (``Model(inputs, outputs)``) or subclassed (override
     :meth:`call`). Calling it runs the layers; it trains with ``compile``/``fit``.
 
@@ -260,7 +261,7 @@ class Model(TrainingMixin, Layer):
         for layer in self.layers:
             if isinstance(layer, Model):
                 out.extend(layer.get_gradients())
-            elif layer.params:
+            elif layer.trainable_weights:
                 out.extend(layer.get_gradients())
         return out
 

@@ -75,9 +75,20 @@ class Op(Layer):
 
 
 # -- elementwise with broadcasting -------------------------------------------------------
+def _operands(a, b):
+    """Both as arrays; a Python number takes the other operand's floating dtype (so
+    ``x * 0.5`` keeps a float32 ``x`` float32, as NumPy's own ``x * 0.5`` does)."""
+    def convert(v, other):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(
+                other, np.ndarray) and other.dtype.kind == "f":
+            return np.asarray(v, dtype=other.dtype)
+        return np.asarray(v)
+    return convert(a, b), convert(b, a)
+
+
 class _Binary(Op):
     def _forward(self, inputs):
-        a, b = (np.asarray(v) for v in inputs)
+        a, b = _operands(*inputs)
         return [np.asarray(self.f(a, b))], (a, b)
 
 
@@ -121,7 +132,7 @@ class MatMul(_Binary):
     f = staticmethod(np.matmul)
 
     def _forward(self, inputs):
-        a, b = (np.asarray(v) for v in inputs)
+        a, b = _operands(*inputs)
         if a.ndim < 2 or b.ndim != 2:
             raise ValueError(f"expected matmul of an (..., K) array by a (K, N) matrix, "
                              f"got shapes {a.shape} and {b.shape}")

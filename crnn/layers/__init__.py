@@ -1,10 +1,13 @@
 """crnn layers."""
 from crnn.layers.base import Layer
+from crnn.layers.basic import Activation, Dropout, Embedding, Flatten, RepeatVector
 from crnn.layers.core import Dense
 from crnn.layers.gru import GRU, GRUCell
 from crnn.layers.lstm import LSTM, LSTMCell
 from crnn.layers.recurrent import RNN, RNNCell
 from crnn.layers.simple_rnn import SimpleRNN, SimpleRNNCell
+from crnn.layers.wrappers import Bidirectional, TimeDistributed
 
-__all__ = ["Dense", "GRU", "GRUCell", "LSTM", "LSTMCell", "Layer", "RNN", "RNNCell", "SimpleRNN",
-           "SimpleRNNCell"]
+__all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
+           "GRUCell", "LSTM", "LSTMCell", "Layer", "RNN", "RNNCell", "RepeatVector",
+           "SimpleRNN", "SimpleRNNCell", "TimeDistributed"]

@@ -62,7 +62,7 @@ def serialize_layer(layer):
 
 def deserialize_layer(data):
     """A new layer from :func:`serialize_layer`'s output (any registered Layer class:
-    every subclass of :class:`Layer` registers itself by its class name)."""
+    every crnn subclass of :class:`Layer` registers itself by its class name)."""
     if not isinstance(data, dict) or "class_name" not in data:
         raise ValueError(f"expected a dict with 'class_name' and 'config', got "
                          f"{data!r:.80}")
@@ -90,7 +90,10 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        # crnn's own classes only: a user's class named like one of them must not
+        # replace it (theirs come back through custom_objects)
+        if cls.__module__.split(".")[0] == "crnn":
+            _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name=None, dtype="float32"):
         self.dtype = as_dtype(dtype)
@@ -114,6 +117,7 @@ class Layer:
         absent optional input) and record it on the tape. Returns the flat outputs."""
         outputs, cache = self._forward([engine.value_of(a) for a in inputs], **options)
         self._last_call = cache
+        self._called = True
         return engine.record(self, cache, inputs, outputs)
 
     def _forward(self, inputs, **options):
@@ -124,7 +128,7 @@ class Layer:
 
     def _backward_last(self, d_outputs):
         """``_backward`` of the last call, outside any tape; sets ``grads``."""
-        if self._last_call is None:
+        if not getattr(self, "_called", False):
             raise ValueError(f"{type(self).__name__}.backward called before any forward "
                              f"call")
         d_inputs, d_params = self._backward(self._last_call, d_outputs)
