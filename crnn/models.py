@@ -17,7 +17,7 @@ import numpy as np
 from crnn import engine
 from crnn.layers.base import Layer, as_dtype
 from crnn.saving import SavingMixin
-from crnn.training import TrainingMixin
+from crnn.training import TrainingMixin, note_inputs
 
 _local = threading.local()
 
@@ -174,6 +174,7 @@ class Model(TrainingMixin, SavingMixin, Layer):
     def __call__(self, *args, **kwargs):
         if engine.is_symbolic(args) or engine.is_symbolic(kwargs):
             return engine.symbolic_call(self, args, kwargs)
+        note_inputs(self, args, kwargs)
         depth = getattr(_local, "depth", 0)
         if depth == 0 and kwargs.get("training"):
             # dropout masks are per sequence: new ones for each outermost call

@@ -20,7 +20,6 @@ sample of the epoch. Batch logs hold the running values so far, epoch logs the f
 ones plus ``val_*`` for the validation data.
 """
 import contextlib
-import functools
 import math
 import numbers
 
@@ -248,29 +247,17 @@ def _placeholders(spec):
     return spec
 
 
-def _noting_inputs(call):
-    """Wrap a model's ``call`` to keep the shapes of its inputs (``summary`` shows what
-    each layer returned for them)."""
-    @functools.wraps(call)
-    def call_noting_inputs(self, *args, **kwargs):
-        if args and not engine.is_symbolic(args) and not engine.is_symbolic(kwargs):
-            self._input_spec_seen = (_spec_of(args),
-                                     {k: _spec_of(v) for k, v in kwargs.items()
-                                      if k != "training"})
-        return call(self, *args, **kwargs)
-    call_noting_inputs._notes_inputs = True
-    return call_noting_inputs
+def note_inputs(model, args, kwargs):
+    """Keep the shapes of a model call's inputs (``summary`` shows what each layer
+    returned for them); :meth:`crnn.Model.__call__` calls this."""
+    if args:
+        model._input_spec_seen = (_spec_of(args), {k: _spec_of(v) for k, v in kwargs.items()
+                                                   if k != "training"})
 
 
 class TrainingMixin:
     """The Keras training API of :class:`crnn.Model`: ``compile``, ``fit``, ``evaluate``,
     ``predict``, the ``*_on_batch`` methods and ``summary``."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        call = cls.__dict__.get("call")
-        if call is not None and not getattr(call, "_notes_inputs", False):
-            cls.call = _noting_inputs(call)
 
     # -- compile -------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
@@ -326,6 +313,11 @@ class TrainingMixin:
 
     def compile_from_config(self, config):
         """``compile`` from :meth:`get_compile_config`'s output."""
+        from crnn import optimizers as _optimizers
+        config = dict(config)
+        if isinstance(config.get("optimizer"), dict):
+            config["optimizer"] = _optimizers.deserialize(config["optimizer"])
+        config["loss"] = _deserialize_losses(config.get("loss"))
         self.compile(**config)
 
     def _check_compiled(self, what, need_loss=True):
@@ -790,6 +782,18 @@ def _serialize_losses(loss):
         return [_serialize_losses(v) for v in loss]
     if isinstance(loss, _losses.Loss):
         return _losses.serialize(loss)
+    return loss
+
+
+def _deserialize_losses(loss):
+    """:func:`_serialize_losses` undone: config dicts back to loss objects."""
+    from crnn import losses as _losses
+    if isinstance(loss, dict) and "class_name" in loss:
+        return _losses.deserialize(loss)
+    if isinstance(loss, dict):
+        return {k: _deserialize_losses(v) for k, v in loss.items()}
+    if isinstance(loss, (list, tuple)):
+        return [_deserialize_losses(v) for v in loss]
     return loss
 
 

@@ -2,6 +2,8 @@
 import io
 
 import numpy as np
+
+import crnn
 import pytest
 
 from crnn import (Dense, GradientTape, Input, Model, Sequential, SimpleRNN, SimpleRNNCell,
@@ -502,3 +504,17 @@ def test_summary_wraps_long_connection_lists():
     i = next(k for k, line in enumerate(lines) if line.endswith("['da[0][0]',"))
     assert lines[i + 1].strip() == "'db[0][0]']" or lines[i + 1].endswith("'db[0][0]']")
     assert lines[i].split()[1:4] == ["(None,", "4)", "0"] or "(None, 4)" in lines[i]
+
+
+def test_compile_from_config_rebuilds_loss_objects_and_optimizer():
+    def make():
+        return crnn.Sequential([crnn.Input((3, 2)), crnn.SimpleRNN(2, seed=0),
+                                crnn.Dense(1, seed=1)])
+    m = make()
+    m.compile(crnn.optimizers.Adam(learning_rate=0.01),
+              loss=crnn.losses.BinaryCrossentropy(from_logits=True))
+    m2 = make()
+    m2.compile_from_config(m.get_compile_config())
+    assert isinstance(m2.loss, crnn.losses.BinaryCrossentropy) and m2.loss.from_logits
+    assert isinstance(m2.optimizer, crnn.optimizers.Adam)
+    assert m2.optimizer.get_config() == m.optimizer.get_config()
