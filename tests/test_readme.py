@@ -1,0 +1,39 @@
+"""The README's code runs as written."""
+import pathlib
+import re
+
+import numpy as np
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def block_after(marker):
+    text = README.read_text(encoding="utf-8")
+    match = re.search(re.escape(marker) + r"\s*```python\n(.*?)```", text, re.S)
+    assert match, f"no python block after {marker!r} in the README"
+    return match.group(1)
+
+
+def test_the_textbook_models_run_and_learn(capsys):
+    namespace = {}
+    exec(compile(block_after("<!-- readme-example: models -->"), "README.md", "exec"),
+         namespace)
+    out = capsys.readouterr().out
+    assert "Total params: 10,301" in out
+    first, last = (float(v) for v in re.search(r"many-to-one MSE: (\S+) -> (\S+)",
+                                               out).groups())
+    assert last < first / 100
+    # the last model: the hand-written loop over two cells, on held-out reviews
+    loss, accuracy = namespace["model"].evaluate(namespace["ids"][1536:],
+                                                 namespace["labels"][1536:], verbose=0)
+    assert accuracy > 0.8 and np.isfinite(loss)
+
+
+def test_the_quick_start_runs():
+    blocks = re.findall(r"## Quick start.*?```python\n(.*?)```.*?```python\n(.*?)```",
+                        README.read_text(encoding="utf-8"), re.S)
+    assert blocks, "no Quick start blocks in the README"
+    namespace = {}
+    for block in blocks[0]:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["dx"].shape == (32, 50, 8)
