@@ -281,3 +281,25 @@ def test_engine_flatten_and_pack():
     s = [1, (2, [3, 4]), 5]
     assert engine.flatten(s) == [1, 2, 3, 4, 5]
     assert engine.pack_like(s, "abcde") == ["a", ("b", ["c", "d"]), "e"]
+
+
+def test_functional_embedding_bidirectional_dropout(rng):
+    """Repeated ids, both directions and dropout masks (drawn from a re-seeded generator
+    so every finite-difference evaluation sees the same masks)."""
+    ids_in = crnn.Input(shape=(5,), dtype="int64")
+    emb = crnn.Embedding(6, 3, dtype="float64", seed=0)
+    bi = crnn.Bidirectional(crnn.LSTM(2, return_sequences=True, dropout=0.3,
+                                      recurrent_dropout=0.3, dtype="float64", seed=1),
+                            merge_mode="concat")
+    out = crnn.TimeDistributed(crnn.Dense(1, dtype="float64", seed=2))(bi(emb(ids_in)))
+    model = crnn.Model(ids_in, out)
+    ids = np.array([[1, 1, 2, 5, 1], [0, 3, 3, 3, 4]])   # repeated ids
+    w = rng.standard_normal((2, 5, 1))
+    cells = [layer for layer in model.layers_deep() if isinstance(layer, crnn.layers.RNNCell)]
+    assert len(cells) == 2
+
+    def loss(_):
+        for i, cell in enumerate(cells):
+            cell._rng = np.random.default_rng(10 + i)
+        return ops.sum(model(ids, training=True) * w)
+    weights_grads_match(model, loss)
