@@ -2,10 +2,9 @@
 import io
 
 import numpy as np
-
-import crnn
 import pytest
 
+import crnn
 from crnn import (Dense, GradientTape, Input, Model, Sequential, SimpleRNN, SimpleRNNCell,
                   losses, ops, optimizers)
 from crnn.training import LossOp
