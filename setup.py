@@ -4,9 +4,16 @@ Every extension lives in ``src/crnn/`` (the folder mirrors the package path so t
 ``from crnn._blas cimport gemm`` resolves) and is installed into the ``crnn`` package.
 BLAS comes from ``scipy.linalg.cython_blas``: no link flags, no BLAS headers.
 
-Set ``CRNN_DEBUG=1`` to build with bounds and initialisation checks on.
+Set ``CRNN_DEBUG=1`` to build with bounds and initialisation checks on, and
+``CRNN_NO_OPENMP=1`` to build without OpenMP (which is otherwise used where the compiler
+takes ``-fopenmp``).
 """
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -29,6 +36,38 @@ directives = {
 # which would break NaN propagation and the agreement with the NumPy reference.
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 
+
+def openmp_flags():
+    """``-fopenmp`` if the C compiler builds and links an OpenMP program with it, else
+    nothing (the kernels then run their parallel loops on one thread)."""
+    if os.environ.get("CRNN_NO_OPENMP", "0") == "1":
+        return []
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    if not shutil.which(cc[0]):
+        return []
+    source = ("#include <omp.h>\nint main(void) { int n = 0;\n"
+              "#pragma omp parallel\n{ n = omp_get_num_threads(); }\nreturn n < 1; }\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        c_file = Path(tmp) / "omp.c"
+        c_file.write_text(source)
+        try:
+            result = subprocess.run([*cc, "-fopenmp", str(c_file), "-o",
+                                     str(Path(tmp) / "omp")],
+                                    capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return []
+    return ["-fopenmp"] if result.returncode == 0 else []
+
+
+# The modules whose kernels run OpenMP parallel regions (_lstm: the packed recurrent
+# GEMM of _lstm_packed.h, on OpenMP's default number of threads, OMP_NUM_THREADS).
+OPENMP_MODULES = {"_lstm"}
+OPENMP = openmp_flags()
+if (not OPENMP and os.environ.get("CRNN_NO_OPENMP", "0") != "1"
+        and any(a.startswith("build") for a in sys.argv[1:])):
+    print("crnn: the C compiler does not take -fopenmp; the packed LSTM GEMM runs on "
+          "one thread", file=sys.stderr)
+
 # every src/crnn/<name>.pyx becomes the extension crnn.<name>
 modules = sorted(p.stem for p in Path("src/crnn").glob("*.pyx"))
 extensions = [
@@ -37,7 +76,8 @@ extensions = [
         [f"src/crnn/{name}.pyx"],
         include_dirs=["src/crnn"],  # _simd.h
         depends=sorted(str(p) for p in Path("src/crnn").glob("*.h")),
-        extra_compile_args=compile_args,
+        extra_compile_args=compile_args + (OPENMP if name in OPENMP_MODULES else []),
+        extra_link_args=OPENMP if name in OPENMP_MODULES else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in modules

@@ -49,8 +49,12 @@ def output_grads(rng, B, T, H, dtype, given):
 @pytest.mark.parametrize("given", GRADS, ids=GRAD_IDS)
 @pytest.mark.parametrize("size", list(SIZES))
 def test_fast_matches_reference(rng, dtype, activations, mask, given, size):
-    # "large": B*H*4H above 1e6, where both recurrent GEMMs switch which copy of W_h they
-    # read (W_h itself or its transpose: _blas.trans_b_faster); both paths are checked.
+    # "large": B*H*4H above 1e6, where both recurrent GEMMs of the BLAS loop switch which
+    # copy of W_h they read (W_h itself or its transpose: _blas.trans_b_faster), and, in
+    # float32 with the default activations, where the kernel takes the packed path
+    # instead (_lstm._packed_path; "small" and "ones" stay on the BLAS loop): float64 and
+    # the other activations check the former, and test_packed_path_matches_reference
+    # forces each path.
     B, T, D, H = SIZES[size]
     x, h0, c0, W_x, W_h, b, m = lstm_problem(rng, B, T, D, H, dtype, mask)
     args = (x, h0, c0, W_x, W_h, b, *activations, m)
@@ -72,6 +76,88 @@ def test_fast_matches_reference(rng, dtype, activations, mask, given, size):
     if not any(given):
         for g in g_fast:
             assert not g.any()
+
+
+# float32 with the default activations runs on the packed GEMM (src/crnn/_pgemm.h,
+# _lstm_packed.h) where _lstm._packed_path says so; these sizes take it through its
+# edges: B not a multiple of the 6-row micro-tile, H not a multiple of the 16 units
+# (forward) or 64 units (backward) of a panel, H = 1, B = 1, panel counts that split
+# unevenly between threads, and more than one K block: of the per-step GEMM (256: 4H in
+# "kblocks", H in "wide"), of dx (512 columns of dz: "wide") and of the weight gradients
+# (512 rows (b, t): "long", whose dx also spans several 96-row chunks).
+PACKED_SIZES = {"ones": (1, 1, 1, 1), "odd": (13, 4, 5, 70), "b1": (1, 6, 3, 40),
+                "kblocks": (7, 3, 4, 150), "wide": (20, 3, 2, 300),
+                "long": (9, 70, 3, 20)}
+VARIANTS = [v for v in (0, 1, 2) if v <= fast._packed_isa()]  # C, AVX2, AVX-512
+VARIANT_IDS = {0: "C", 1: "avx2", 2: "avx512"}
+
+
+@pytest.fixture
+def packed_settings():
+    """Restores the packed path's variant, thread count and path choice afterwards."""
+    threads = fast._packed_threads()
+    yield
+    fast._packed_isa(-1)
+    fast._packed_threads(threads)
+    fast._force_path(None)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[VARIANT_IDS[v] for v in VARIANTS])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("size", list(PACKED_SIZES))
+def test_packed_path_matches_reference(rng, packed_settings, variant, threads, mask, size):
+    B, T, D, H = PACKED_SIZES[size]
+    fast._packed_isa(variant)
+    fast._packed_threads(threads)
+    fast._force_path("packed")
+    x, h0, c0, W_x, W_h, b, m = lstm_problem(rng, B, T, D, H, np.float32, mask)
+    out_ref = ref.lstm_forward(x, h0, c0, W_x, W_h, b, recurrent_mask=m)
+    for name, a, e in zip(["hs", "cs", "gates"],
+                          fast.lstm_forward(x, h0, c0, W_x, W_h, b, recurrent_mask=m),
+                          out_ref):
+        assert_close(a, e, np.float32, err_msg=name)
+    for given in [(True, True, True), (False, False, True), (False, False, False)]:
+        dhs, dh_last, dc_last = output_grads(rng, B, T, H, np.float32, given)
+        bargs = (x, h0, c0, W_x, W_h, *out_ref, dhs, dh_last, dc_last)
+        g_ref = ref.lstm_backward(*bargs, recurrent_mask=m)
+        g_fast = fast.lstm_backward(*bargs, recurrent_mask=m)
+        for name, a, e in zip(GRAD_NAMES, g_fast, g_ref):
+            assert_close(a, e, np.float32, err_msg=f"{name} {given}")
+
+
+def test_packed_and_blas_paths_agree(rng, packed_settings):
+    # the (64, 100, 128, 256) benchmark shape, shortened: both paths, same answer
+    x, h0, c0, W_x, W_h, b, _ = lstm_problem(rng, 64, 6, 128, 256, np.float32)
+    dhs, dh_last, dc_last = output_grads(rng, 64, 6, 256, np.float32, (True, True, True))
+    results = []
+    for path in ("packed", "blas"):
+        fast._force_path(path)
+        out = fast.lstm_forward(x, h0, c0, W_x, W_h, b)
+        results.append([*out, *fast.lstm_backward(x, h0, c0, W_x, W_h, *out, dhs, dh_last,
+                                                  dc_last)])
+    for name, a, e in zip(["hs", "cs", "gates"] + GRAD_NAMES, *results):
+        assert_close(a, e, np.float32, err_msg=name)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[VARIANT_IDS[v] for v in VARIANTS])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (5, 20, 7), (6, 64, 128), (13, 130, 300),
+                                   (64, 1024, 256), (19, 100, 1000)])
+def test_packed_gemm_matches_numpy(rng, packed_settings, variant, threads, M, N, K):
+    fast._packed_isa(variant)
+    fast._packed_threads(threads)
+    # A and C as one time step of batch-first buffers: rows further apart than their length
+    A = rng.standard_normal((M, 3, K)).astype(np.float32)[:, 1]
+    W = rng.standard_normal((K, N)).astype(np.float32)
+    C0 = rng.standard_normal((M, 2, N)).astype(np.float32)
+    expected = A.astype(np.float64) @ W
+    for accumulate, steps in [(True, 1), (False, 3)]:
+        C = C0.copy()
+        fast._step_gemm_packed(A, W, C[:, 0], accumulate, steps)
+        want = expected + C0[:, 0] if accumulate else expected
+        assert_close(C[:, 0], want, np.float32, scale=np.sqrt(K))
+        np.testing.assert_array_equal(C[:, 1], C0[:, 1])  # the rows between: untouched
 
 
 def test_backward_leaves_its_arguments_alone(rng):

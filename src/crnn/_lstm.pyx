@@ -33,6 +33,13 @@ and after the loop, each one GEMM over all B*T rows::
     1b. dW_x = x^T @ dz,    dx = dz @ W_x^T
     2c. dW_h = sum_t h_masked_{t-1}^T @ dz_t        (two GEMMs; see _backward)
 
+Two implementations of these steps: the loop here, over BLAS (any dtype and activation),
+and, for float32 with the default activations from a size on (``_packed_path``), the
+loops of ``_lstm_packed.h`` over the GEMM of ``_pgemm.h``: the weights packed once per
+call, steps 1 and 2 one GEMM per step, steps 3-5 (and 5b-3c) fused into that GEMM's
+tiles, everything on OpenMP's threads and no BLAS call. Both compute the same formulas;
+results differ in the last bits (summation order).
+
 ``lstm_forward`` / ``lstm_backward`` have the signatures of their twins in
 ``crnn.reference.lstm``, which define what they compute.
 """
@@ -62,6 +69,37 @@ cdef extern from "_lstm_simd.h" nogil:
     # float32 path computes the same tanh and sigmoid).
     float tanh_f32 "crnn_tanh_f32"(float x)
     float exp_f32 "crnn_exp_f32"(float x)
+
+
+cdef extern from "_lstm_packed.h" nogil:
+    # The forward and backward over the packed GEMM, float32 with the default
+    # activations: every step (0-5, 5b-1b, 2c) on OpenMP's threads, no BLAS (see
+    # _lstm_packed.h and _pgemm.h); the scratch sizes for nth threads.
+    Py_ssize_t forward_scratch "crnn_lstm_forward_scratch"(Py_ssize_t B, Py_ssize_t D,
+                                                           Py_ssize_t H, int nth,
+                                                           Py_ssize_t *off)
+    Py_ssize_t backward_scratch "crnn_lstm_backward_scratch"(Py_ssize_t D, Py_ssize_t H,
+                                                             int nth, Py_ssize_t *off)
+    void forward_packed_f32 "crnn_lstm_forward_packed_f32"(
+        float *gates, float *hs, float *cs, const float *x, const float *h0,
+        const float *c0, const float *W_x, const float *W_h, float *scratch,
+        const float *b, const float *m, float *h_masked, Py_ssize_t B, Py_ssize_t T,
+        Py_ssize_t D, Py_ssize_t H, int threads)
+    void backward_packed_f32 "crnn_lstm_backward_packed_f32"(
+        float *dx, float *dW_x, float *dW_h, float *dh_next, float *dc_next, float *db,
+        float *dz, float *scratch, const float *x, const float *h0_m, const float *c0,
+        const float *W_x, const float *W_h, const float *hs_m, const float *cs,
+        const float *gates, const float *dhs, Py_ssize_t ld_dhs, const float *m,
+        Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H, int threads)
+    int pg_force_isa "crnn_pg_force_isa"(int isa)
+    int pg_isa "crnn_pg_isa"()
+    int pg_max_threads "crnn_pg_max_threads"()
+    void pg_set_threads "crnn_pg_set_threads"(int n)
+    float *pg_align "crnn_pg_align"(float *p)
+    void pg_gemm_steps "crnn_pg_gemm_steps"(
+        const float *A, Py_ssize_t lda, const float *W, Py_ssize_t ldw, float *Wp,
+        float *C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+        int accumulate, Py_ssize_t steps)
 
 
 cdef inline floating _activate(floating v, int act) noexcept nogil:
@@ -254,6 +292,112 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
         gemm(Trans, NoTrans, <int> H, <int> G, <int> (B * T - 1), <floating> 1.0,
              hs_masked, <int> H, dz + G, <int> G, <floating> 1.0, dW_h, <int> G)
 
+
+cdef void _forward_packed(float[:, :, ::1] gates, float[:, :, ::1] hs, float[:, :, ::1] cs,
+                          const float[:, :, ::1] x, const float[:, ::1] h0,
+                          const float[:, ::1] c0, const float[:, ::1] W_x,
+                          const float[:, ::1] W_h, const float[::1] b,
+                          const float[:, ::1] mask, float[:, :, ::1] h_masked,
+                          float[::1] scratch, int threads):
+    # The float32 default-activation forward over the packed GEMM (_lstm_packed.h), steps
+    # 0-5 all on its threads; h_masked (2, B, H) with a mask, scratch
+    # forward_scratch(B, D, H, pg_max_threads()) + 16 floats.
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const float *mask_p = NULL
+    cdef float *h_masked_p = NULL
+    if mask is not None:
+        mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0, 0]
+    with nogil:
+        forward_packed_f32(&gates[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &x[0, 0, 0],
+                           &h0[0, 0], &c0[0, 0], &W_x[0, 0], &W_h[0, 0],
+                           pg_align(&scratch[0]), &b[0], mask_p, h_masked_p, B, T, D, H,
+                           threads)
+
+
+cdef void _backward_packed(float[:, :, ::1] dx, float[:, ::1] dh_next,
+                           float[:, ::1] dc_next, float[:, ::1] dW_x, float[:, ::1] dW_h,
+                           float[::1] db, float[:, :, ::1] dz, const float[:, :, ::1] x,
+                           const float[:, ::1] h0_masked, const float[:, ::1] c0,
+                           const float[:, ::1] W_x, const float[:, ::1] W_h,
+                           const float[:, :, ::1] hs_masked, const float[:, :, ::1] cs,
+                           const float[:, :, ::1] gates, const float[:, :, ::1] dhs,
+                           const float[:, ::1] mask, bint dhs_given, float[::1] scratch,
+                           int threads):
+    # The float32 default-activation backward over the packed GEMM (_lstm_packed.h), every
+    # step (5b-1b, 2c) on its threads; scratch backward_scratch(D, H, pg_max_threads())
+    # + 16 floats.
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const float *mask_p = NULL
+    if mask is not None:
+        mask_p = &mask[0, 0]
+    with nogil:
+        backward_packed_f32(&dx[0, 0, 0], &dW_x[0, 0], &dW_h[0, 0], &dh_next[0, 0],
+                            &dc_next[0, 0], &db[0], &dz[0, 0, 0], pg_align(&scratch[0]),
+                            &x[0, 0, 0], &h0_masked[0, 0], &c0[0, 0], &W_x[0, 0],
+                            &W_h[0, 0], &hs_masked[0, 0, 0], &cs[0, 0, 0], &gates[0, 0, 0],
+                            &dhs[0, 0, 0], H if dhs_given else 0, mask_p, B, T, D, H,
+                            threads)
+
+
+# Which time loop runs the float32 default-activation case: None chooses by shape
+# (_packed_path), "packed" or "blas" force one (tests: _force_path).
+cdef object _forced_path = None
+
+
+def _force_path(path):
+    """Test hook: force the float32 default-activation LSTM onto ``"packed"`` or
+    ``"blas"``, or (None) back to choosing by shape; returns the previous setting."""
+    global _forced_path
+    if path not in (None, "packed", "blas"):
+        raise ValueError(f"expected None, 'packed' or 'blas', got {path!r}")
+    previous, _forced_path = _forced_path, path
+    return previous
+
+
+cdef Py_ssize_t _forward_scratch_size(Py_ssize_t B, Py_ssize_t D, Py_ssize_t H):
+    cdef Py_ssize_t off[3]
+    return forward_scratch(B, D, H, pg_max_threads(), off)
+
+
+cdef Py_ssize_t _backward_scratch_size(Py_ssize_t D, Py_ssize_t H):
+    cdef Py_ssize_t off[6]
+    return backward_scratch(D, H, pg_max_threads(), off)
+
+
+# The packed path from this many multiply-adds per step, B * 4H * (D + H); see
+# _packed_path.
+PACKED_MIN_WORK = 2 ** 22
+
+
+def _packed_path(dtype, int act, int ract, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H):
+    """Whether the LSTM runs on the packed GEMM (_lstm_packed.h, no BLAS) rather than the
+    BLAS loop: float32 with the default activations (tanh, sigmoid), from
+    ``B * 4H * (D + H) >= PACKED_MIN_WORK`` multiply-adds per step.
+
+    Measured on this project's machine (AMD EPYC Zen 4, 2 cores; forward and backward
+    kernels, steady state, benchmarks/bench_step_gemm.py --kernels): from 2.6e5 a step
+    (e.g. (32, 50, 32, 32), (8, 50, 64, 64)) the packed path was 5-45% faster, at the
+    benchmark shapes 20-40%, at B = 1 with H = 256 2x; below, the two were within ~10%
+    either way ((16, 50, 32, 32): BLAS 0.30 + 0.42 ms, packed 0.33 + 0.60), and OpenBLAS
+    runs such small products on one thread, which no busy thread elsewhere in the
+    process can stall (see _pgemm.h, the barrier). float64 and the other activations
+    stay on the BLAS loop.
+
+    The threshold is 2**22, not the 2**18 where the packed path starts to win in steady
+    state: right after a NumPy or SciPy BLAS call (a Dense layer, in any model), OpenBLAS's
+    idle worker spins for ~100 ms and stalls one of the packed path's two threads; at the
+    (32, 50, 32, 64) benchmark shape that made a forward ~7.5 ms instead of ~1.2 ms on the
+    BLAS loop. At (64, 100, 128, 256) and above the packed path stays ahead even so
+    (61-73 ms against 69-100 ms). Lowering it needs a thread pool that cannot be stalled
+    this way (issue #3).
+    """
+    if dtype != np.float32 or act != TANH or ract != SIGMOID or H < 1 or D < 1:
+        return False
+    if _forced_path is not None:
+        return _forced_path == "packed"
+    return <double> B * 4 * H * (D + H) >= PACKED_MIN_WORK
+
+
 def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation="sigmoid",
                  recurrent_mask=None):
     """Run an LSTM (Keras's: gates i, f, c, o) over a batch of sequences.
@@ -293,6 +437,13 @@ def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation
     cs = np.empty((B, T, H), dtype=dtype)
     gates = np.empty((B, T, 4 * H), dtype=dtype)
     if B == 0 or T == 0:
+        return hs, cs, gates
+    if _packed_path(dtype, act, ract, B, D, H):
+        h_masked = (None if recurrent_mask is None
+                    else np.empty((2, B, H), dtype=dtype))
+        scratch = np.empty(_forward_scratch_size(B, D, H) + 16, dtype=dtype)
+        _forward_packed(gates, hs, cs, x, h0, c0, W_x, W_h, b, recurrent_mask, h_masked,
+                        scratch, pg_max_threads())
         return hs, cs, gates
     h_masked = None if recurrent_mask is None else np.empty((B, H), dtype=dtype)
     # Step 2 multiplies by W_h, or by a transposed copy where BLAS is faster so.
@@ -381,6 +532,12 @@ def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
     else:
         hs_masked = hs * recurrent_mask[:, None, :]
         h0_masked = h0 * recurrent_mask
+    if _packed_path(dtype, act, ract, B, D, H):
+        scratch = np.empty(_backward_scratch_size(D, H) + 16, dtype=dtype)
+        _backward_packed(dx, dh0, dc0, dW_x, dW_h, db, dz, x, h0_masked, c0, W_x, W_h,
+                         hs_masked, cs, gates, dhs, recurrent_mask, dhs_given, scratch,
+                         pg_max_threads())
+        return dx, dh0, dc0, dW_x, dW_h, db
     # Step 2b multiplies by W_h^T, as W_h with Trans or, where BLAS is faster so, as a
     # transposed copy without.
     W_hT = None if trans_b_faster(B, H, G) else np.empty((G, H), dtype=dtype)
@@ -421,3 +578,69 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                   &db[0], &dz[0, 0, 0], &x[0, 0, 0], &h0_masked[0, 0], &c0[0, 0],
                   &W_x[0, 0], W_rec, t_rec, &hs_masked[0, 0, 0], &cs[0, 0, 0],
                   &gates[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p, B, T, D, H, act, ract)
+
+
+def _row_stride(a, name):
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float32:
+        raise ValueError(f"expected {name} to be a 2-D float32 ndarray, got "
+                         f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+    if a.strides[1] != 4 or a.strides[0] % 4 or a.strides[0] < 4 * a.shape[1]:
+        raise ValueError(f"expected {name} to have contiguous rows, got strides "
+                         f"{a.strides}")
+    return a.strides[0] // 4
+
+
+def _step_gemm_packed(A, W, C, bint accumulate, Py_ssize_t steps=1):
+    """Benchmark/test hook: ``C (+)= A @ W`` ``steps`` times with the packed GEMM (W packed
+    once, then one parallel region with a barrier per product, as the LSTM runs it).
+    A (M, K), W (K, N), C (M, N): float32 with contiguous rows (any row stride)."""
+    cdef Py_ssize_t lda = _row_stride(A, "A"), ldw = _row_stride(W, "W")
+    cdef Py_ssize_t ldc = _row_stride(C, "C")
+    cdef Py_ssize_t M = C.shape[0], N = C.shape[1], K = A.shape[1]
+    if A.shape[0] != M or W.shape[0] != K or W.shape[1] != N or min(M, N, K) < 1:
+        raise ValueError(f"expected A (M, K), W (K, N), C (M, N), all non-empty, got "
+                         f"{A.shape}, {W.shape}, {C.shape}")
+    np_ = (N + 63) // 64
+    Wp = np.empty(np_ * K * 64 + 16, dtype=np.float32)
+    cdef float[::1] Wp_v = Wp
+    cdef float[:, :] A_v = A, C_v = C
+    cdef const float[:, :] W_v = W
+    with nogil:
+        pg_gemm_steps(&A_v[0, 0], lda, &W_v[0, 0], ldw, pg_align(&Wp_v[0]), &C_v[0, 0], ldc,
+                      M, N, K, accumulate, steps)
+    return C
+
+
+def _step_gemm_blas(A, W, str trans, C, float beta, Py_ssize_t steps=1):
+    """Benchmark hook: ``C = A @ op(W) + beta * C`` ``steps`` times through BLAS."""
+    cdef Py_ssize_t lda = _row_stride(A, "A"), ldw = _row_stride(W, "W")
+    cdef Py_ssize_t ldc = _row_stride(C, "C")
+    cdef int M = C.shape[0], N = C.shape[1], K = A.shape[1]
+    cdef BLAS_Trans t = Trans if trans == "t" else NoTrans
+    cdef float[:, :] A_v = A, C_v = C
+    cdef const float[:, :] W_v = W
+    cdef Py_ssize_t s
+    with nogil:
+        for s in range(steps):
+            gemm(NoTrans, t, M, N, K, <float> 1.0, &A_v[0, 0], <int> lda, &W_v[0, 0],
+                 <int> ldw, beta, &C_v[0, 0], <int> ldc)
+    return C
+
+
+def _packed_isa(isa=None):
+    """The packed GEMM's variant (0 portable C, 1 AVX2+FMA, 2 AVX-512F); with ``isa``,
+    force that one first (-1: automatic again). Raises ValueError if the CPU lacks it."""
+    if isa is not None:
+        if pg_force_isa(isa) != 0:
+            raise ValueError(f"expected a kernel variant this CPU runs, got {isa}")
+    return pg_isa()
+
+
+def _packed_threads(n=None):
+    """Test hook: the packed loops' thread count (OpenMP's, for this thread's later
+    parallel regions; always 1 without OpenMP); with ``n``, set it first."""
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"expected a thread count >= 1, got {n}")
+        pg_set_threads(n)
+    return pg_max_threads()

@@ -21,17 +21,18 @@ static inline __attribute__((always_inline)) float crnn_sigmoid_f32(float x)
     return 1.0f / (1.0f + crnn_exp_f32(-x));
 }
 
-/* Forward steps 3-5 for unit j: activate the gates in place, write c_t and h_t;
- * returns h_t. */
+/* Forward steps 3-5 for unit j: activate the gates z_in[g * s_in + j] + b[g * n + j]
+ * into z[g * n + j] (z_in may be z, s_in n: in place), write c_t and h_t; returns h_t. */
 static inline __attribute__((always_inline)) float
-crnn_lstm_forward_unit_f32(float *__restrict__ z, const float *__restrict__ b,
-                           const float *__restrict__ c_prev, float *__restrict__ c,
-                           float *__restrict__ h, Py_ssize_t n, Py_ssize_t j)
+crnn_lstm_forward_unit_f32(const float *z_in, Py_ssize_t s_in, float *__restrict__ z,
+                           const float *__restrict__ b, const float *__restrict__ c_prev,
+                           float *__restrict__ c, float *__restrict__ h, Py_ssize_t n,
+                           Py_ssize_t j)
 {
-    const float i = crnn_sigmoid_f32(z[j] + b[j]);
-    const float f = crnn_sigmoid_f32(z[n + j] + b[n + j]);
-    const float g = crnn_tanh_f32(z[2 * n + j] + b[2 * n + j]);
-    const float o = crnn_sigmoid_f32(z[3 * n + j] + b[3 * n + j]);
+    const float i = crnn_sigmoid_f32(z_in[j] + b[j]);
+    const float f = crnn_sigmoid_f32(z_in[s_in + j] + b[n + j]);
+    const float g = crnn_tanh_f32(z_in[2 * s_in + j] + b[2 * n + j]);
+    const float o = crnn_sigmoid_f32(z_in[3 * s_in + j] + b[3 * n + j]);
     z[j] = i;
     z[n + j] = f;
     z[2 * n + j] = g;
@@ -43,50 +44,67 @@ crnn_lstm_forward_unit_f32(float *__restrict__ z, const float *__restrict__ b,
     return ht;
 }
 
-/* One row of forward steps 3-5, in one pass over the units:
- *     z = [i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](z + b)     (in place)
+/* Forward steps 3-5 for units [0, count) of one row, in one pass over the units:
+ *     z = [i, f, g, o] = [sigmoid, sigmoid, tanh, sigmoid](z_in + b)
  *     c = f * c_prev + i * g,   h = o * tanh(c)
- * and, when m is not NULL, step 0 of the next step: h_masked = h * m. No two pointers
- * overlap (__restrict__). */
+ * and, when m is not NULL, step 0 of the next step: h_masked = h * m. The four gate
+ * blocks of z and b lie n apart, those of z_in s_in apart (count <= n, s_in; z_in is z
+ * and s_in n for the pass in place). No other two pointers overlap (__restrict__).
+ * Inlined into a caller compiled for AVX-512 or AVX2, it is vectorised for that. */
+static inline __attribute__((always_inline)) void
+crnn_lstm_forward_units_f32(const float *z_in, Py_ssize_t s_in, float *z,
+                            const float *__restrict__ b, const float *__restrict__ c_prev,
+                            float *__restrict__ c, float *__restrict__ h,
+                            float *__restrict__ h_masked, const float *__restrict__ m,
+                            Py_ssize_t n, Py_ssize_t count)
+{
+    /* ivdep: the four gate blocks of z (and of b) never meet for 0 <= j < count <= n, and
+     * element j of z_in is read only by iteration j; see the backward pass below. */
+    if (m == NULL) {
+#pragma GCC ivdep
+        for (Py_ssize_t j = 0; j < count; j++)
+            crnn_lstm_forward_unit_f32(z_in, s_in, z, b, c_prev, c, h, n, j);
+    } else {
+#pragma GCC ivdep
+        for (Py_ssize_t j = 0; j < count; j++)
+            h_masked[j] = crnn_lstm_forward_unit_f32(z_in, s_in, z, b, c_prev, c, h, n, j)
+                          * m[j];
+    }
+}
+
+/* One whole row of forward steps 3-5 (all n units). */
 CRNN_CLONES static void
 crnn_lstm_forward_row_f32(float *__restrict__ z, const float *__restrict__ b,
                           const float *__restrict__ c_prev, float *__restrict__ c,
                           float *__restrict__ h, float *__restrict__ h_masked,
                           const float *__restrict__ m, Py_ssize_t n)
 {
-    /* ivdep: the four gate blocks of z (and of b) never meet for 0 <= j < n; see the
-     * backward pass below. */
-    if (m == NULL) {
-#pragma GCC ivdep
-        for (Py_ssize_t j = 0; j < n; j++)
-            crnn_lstm_forward_unit_f32(z, b, c_prev, c, h, n, j);
-    } else {
-#pragma GCC ivdep
-        for (Py_ssize_t j = 0; j < n; j++)
-            h_masked[j] = crnn_lstm_forward_unit_f32(z, b, c_prev, c, h, n, j) * m[j];
-    }
+    crnn_lstm_forward_units_f32(z, n, z, b, c_prev, c, h, h_masked, m, n, n);
 }
 
-/* One row of backward steps 5b-3c, in one pass over the units (gates = [i, f, g, o] as
- * the forward pass left them, c = c_t, dc carries dc_next in and out):
+/* Backward steps 5b-3c for units [0, count) of one row whose gate blocks lie n apart
+ * (count <= n), in one pass over the units (gates = [i, f, g, o] as the forward pass left
+ * them, c = c_t, dc carries dc_next in and out):
  *     a = tanh(c),  dh = dh_a + dh_b
  *     do = dh * a,  dc += dh * o * (1 - a^2)                                   (5b)
  *     di = dc * g,  dg = dc * i,  df = dc * c_prev,  dc = dc * f               (4b)
  *     dz = [di i(1-i), df f(1-f), dg (1-g^2), do o(1-o)],  db += dz            (3b, 3c)
  * No two pointers may overlap (__restrict__: GCC then vectorises without run-time
  * overlap checks, of which eight arrays would need more than it is willing to emit). */
-CRNN_CLONES static void
-crnn_lstm_backward_row_f32(float *__restrict__ dz, float *__restrict__ db,
-                           float *__restrict__ dc, const float *__restrict__ dh_a,
-                           const float *__restrict__ dh_b, const float *__restrict__ gates,
-                           const float *__restrict__ c, const float *__restrict__ c_prev,
-                           Py_ssize_t n)
+static inline __attribute__((always_inline)) void
+crnn_lstm_backward_units_f32(float *__restrict__ dz, float *__restrict__ db,
+                             float *__restrict__ dc, const float *__restrict__ dh_a,
+                             const float *__restrict__ dh_b,
+                             const float *__restrict__ gates, const float *__restrict__ c,
+                             const float *__restrict__ c_prev, Py_ssize_t n,
+                             Py_ssize_t count)
 {
     /* dz[j], dz[n + j], ... (and db's) are four blocks of one array, which GCC cannot
      * tell apart without knowing n: it would give up after ten run-time overlap checks.
-     * For 0 <= j < n the four blocks never meet, so no iteration depends on another. */
+     * For 0 <= j < count <= n the four blocks never meet, so no iteration depends on
+     * another. */
 #pragma GCC ivdep
-    for (Py_ssize_t j = 0; j < n; j++) {
+    for (Py_ssize_t j = 0; j < count; j++) {
         const float i = gates[j], f = gates[n + j], g = gates[2 * n + j],
                     o = gates[3 * n + j];
         const float a = crnn_tanh_f32(c[j]);
@@ -106,6 +124,17 @@ crnn_lstm_backward_row_f32(float *__restrict__ dz, float *__restrict__ db,
         db[2 * n + j] += zg;
         db[3 * n + j] += zo;
     }
+}
+
+/* One whole row of backward steps 5b-3c (all n units). */
+CRNN_CLONES static void
+crnn_lstm_backward_row_f32(float *__restrict__ dz, float *__restrict__ db,
+                           float *__restrict__ dc, const float *__restrict__ dh_a,
+                           const float *__restrict__ dh_b, const float *__restrict__ gates,
+                           const float *__restrict__ c, const float *__restrict__ c_prev,
+                           Py_ssize_t n)
+{
+    crnn_lstm_backward_units_f32(dz, db, dc, dh_a, dh_b, gates, c, c_prev, n, n);
 }
 
 #endif

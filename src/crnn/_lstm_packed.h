@@ -1,0 +1,440 @@
+/* The LSTM's forward and backward for float32 with the default activations over the
+ * packed GEMM of _pgemm.h, on OpenMP's threads, without BLAS (steps and notation as in
+ * _lstm.pyx).
+ *
+ * No BLAS call at all, because an OpenBLAS call before or after the loop was the worst
+ * contention measured: OpenBLAS's idle worker spins at full CPU for ~100 ms after every
+ * call, so the loop's two threads ran beside a third busy one (with the input projection
+ * through SciPy's OpenBLAS, the medium benchmark shape's forward took 70-114 ms instead
+ * of 28, the small one's 7.7 ms instead of 0.7). So step 1 (x_t @ W_x) joins step 2 in
+ * the per-step GEMM, and the backward's dx, dW_x, dW_h run on the same threads after
+ * the loop, in the same parallel region.
+ *
+ * Forward: W_x and W_h are packed once per call with the columns of each panel
+ * interleaved by units: panel p holds, for the 16 units u0 = 16p .. u0 + 15, the columns
+ * [i_u0..i_u0+15, f_.., g_.., o_..] (zero beyond H), so one 6 x 64 micro-tile of
+ * z_t = x_t @ W_x + h_{t-1} @ W_h holds all four gates of those units, and the fused
+ * elementwise pass (steps 3-5) runs on the tile right after its GEMM, while it is in L1:
+ * no separate pass over the gate buffer, and both threads do the elementwise work. The
+ * tiles (panel, row chunk) are split between the threads statically, the same at every
+ * step, so each thread updates c_t and h_t of its own units; one barrier per step (step
+ * t+1 reads every unit of h_t). With a recurrent mask, h_t * m goes to one of two
+ * buffers by parity of t: the other thread may still be reading h_{t-1} * m.
+ *
+ * Backward: W_h^T is packed into panels of 64 units (panel p: Wp[p][k][c] = W_h[64p+c][k],
+ * k < 4H). A tile of dh_next = dz_t @ W_h^T covers rows x 64 units; right after it the
+ * thread applies the mask and runs steps 5b-3c of step t-1 for those rows and units,
+ * which need only dh_next and dc_next of the same units: again one barrier per step (the
+ * next GEMM reads dz_{t-1} of every unit). Each thread sums its own db, added up at the
+ * end (the tiles of one unit may belong to two threads when rows are split). Then
+ * dx = dz @ W_x^T (W_x^T packed like W_h^T) and [dW_x; dW_h] = [x | h_masked_prev]^T @ dz
+ * over all B*T rows, both operands packed per K block.
+ */
+#ifndef CRNN_LSTM_PACKED_H
+#define CRNN_LSTM_PACKED_H
+
+#include "_pgemm.h"
+#include "_lstm_simd.h"
+
+#define CRNN_LP_FU 16   /* forward: units per panel (x 4 gates = CRNN_PG_NR columns) */
+#define CRNN_LP_KCW 512 /* weight gradients: rows (b, t) per K block */
+#define CRNN_LP_MCX 96  /* dx: rows per chunk ... */
+#define CRNN_LP_KCX 512 /* ... and columns of dz per K block */
+
+static inline Py_ssize_t crnn_lp_round16(Py_ssize_t n) { return (n + 15) / 16 * 16; }
+
+/* Floats of the forward packing of a (K, 4H) weight matrix (W_x: K = D, W_h: K = H). */
+static inline Py_ssize_t crnn_lstm_packed_size_fwd(Py_ssize_t K, Py_ssize_t H)
+{
+    return (H + CRNN_LP_FU - 1) / CRNN_LP_FU * K * CRNN_PG_NR;
+}
+
+/* Offsets (floats, multiples of 16) of the forward's scratch: 0 packed W_x, 1 packed W_h,
+ * 2 the threads' staging tiles (B + 6 rows of 64 each); returns the total (the caller
+ * adds 16 for alignment). */
+static inline Py_ssize_t crnn_lstm_forward_scratch(Py_ssize_t B, Py_ssize_t D,
+                                                  Py_ssize_t H, int nth, Py_ssize_t *off)
+{
+    off[0] = 0;
+    off[1] = off[0] + crnn_lp_round16(crnn_lstm_packed_size_fwd(D, H));
+    off[2] = off[1] + crnn_lp_round16(crnn_lstm_packed_size_fwd(H, H));
+    return off[2] + (Py_ssize_t)nth * (B + CRNN_PG_MR) * CRNN_PG_NR;
+}
+
+/* Floats of the backward packing of the transpose of an (n, 4H) matrix. */
+static inline Py_ssize_t crnn_lstm_packed_size_bwd(Py_ssize_t n, Py_ssize_t H)
+{
+    return (n + CRNN_PG_NR - 1) / CRNN_PG_NR * 4 * H * CRNN_PG_NR;
+}
+
+/* Offsets (floats, multiples of 16) of the backward's scratch: 0 packed W_h^T, 1 packed
+ * W_x^T, 2 and 3 the packed K block of x^T and h^T, 4 the packed K block of dz, 5 the
+ * threads' db; returns the total (the caller adds 16 for alignment). */
+static inline Py_ssize_t crnn_lstm_backward_scratch(Py_ssize_t D, Py_ssize_t H, int nth,
+                                                   Py_ssize_t *off)
+{
+    const Py_ssize_t G = 4 * H;
+    Py_ssize_t sizes[6];
+    sizes[0] = crnn_lstm_packed_size_bwd(H, H);
+    sizes[1] = crnn_lstm_packed_size_bwd(D, H);
+    sizes[2] = (D + CRNN_PG_MR - 1) / CRNN_PG_MR * CRNN_PG_MR * CRNN_LP_KCW;
+    sizes[3] = (H + CRNN_PG_MR - 1) / CRNN_PG_MR * CRNN_PG_MR * CRNN_LP_KCW;
+    sizes[4] = (G + CRNN_PG_NR - 1) / CRNN_PG_NR * CRNN_LP_KCW * CRNN_PG_NR;
+    sizes[5] = (Py_ssize_t)nth * G;
+    Py_ssize_t total = 0;
+    for (int i = 0; i < 6; i++) {
+        off[i] = total;
+        total += crnn_lp_round16(sizes[i]);
+    }
+    return total;
+}
+
+/* Panels [p0, p1) of the forward packing of W (K, 4H):
+ * Wp[p][k][16g + u] = W[k][g*H + 16p + u]. */
+static void crnn_lstm_pack_fwd(const float *W, Py_ssize_t K, Py_ssize_t H, float *Wp,
+                               Py_ssize_t p0, Py_ssize_t p1)
+{
+    const Py_ssize_t G = 4 * H;
+    for (Py_ssize_t p = p0; p < p1; p++) {
+        const Py_ssize_t u0 = p * CRNN_LP_FU, nu = crnn_pg_min(CRNN_LP_FU, H - u0);
+        float *dst = Wp + p * K * CRNN_PG_NR;
+        for (Py_ssize_t k = 0; k < K; k++) {
+            float *d = dst + k * CRNN_PG_NR;
+            for (int g = 0; g < 4; g++) {
+                const float *s = W + k * G + g * H + u0;
+                for (Py_ssize_t u = 0; u < nu; u++)
+                    d[CRNN_LP_FU * g + u] = s[u];
+                for (Py_ssize_t u = nu; u < CRNN_LP_FU; u++)
+                    d[CRNN_LP_FU * g + u] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Panels [p0, p1) of the backward packing of W^T, W (n, G): Wp[p][k][c] = W[64p + c][k],
+ * k < G, in blocks of 16 k (the 4 KB block being written stays in L1 while 64 rows of W
+ * are read). */
+static void crnn_lstm_pack_bwd(const float *W, Py_ssize_t n, Py_ssize_t G, float *Wp,
+                               Py_ssize_t p0, Py_ssize_t p1)
+{
+    for (Py_ssize_t p = p0; p < p1; p++) {
+        const Py_ssize_t n0 = p * CRNN_PG_NR, nn = crnn_pg_min(CRNN_PG_NR, n - n0);
+        float *dst = Wp + p * G * CRNN_PG_NR;
+        for (Py_ssize_t k0 = 0; k0 < G; k0 += 16) {
+            const Py_ssize_t k1 = crnn_pg_min(G, k0 + 16);
+            for (Py_ssize_t c = 0; c < CRNN_PG_NR; c++) {
+                if (c < nn) {
+                    const float *s = W + (n0 + c) * G;
+                    for (Py_ssize_t k = k0; k < k1; k++)
+                        dst[k * CRNN_PG_NR + c] = s[k];
+                } else {
+                    for (Py_ssize_t k = k0; k < k1; k++)
+                        dst[k * CRNN_PG_NR + c] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* Micro-panels [rb0, rb1) of the packed K block A = S^T[:, j0 : j0 + kc] of the weight
+ * gradients, S (B*T, n) in flat (b, t) rows: Ap[rb][k][r] = row(j0 + k)[6 rb + r], zero
+ * for 6 rb + r >= n. row(j) = S + (j - shift) * n, except, where first is not NULL, at
+ * t = j % T = 0: first + (j / T) * n (h_{t-1} of the (b, t) row: hs shifted by one step,
+ * h0 at t = 0). */
+static void crnn_lstm_pack_at(const float *S, const float *first, Py_ssize_t shift,
+                              Py_ssize_t n, Py_ssize_t T, Py_ssize_t j0, Py_ssize_t kc,
+                              Py_ssize_t rb0, Py_ssize_t rb1, float *Ap)
+{
+    for (Py_ssize_t rb = rb0; rb < rb1; rb++) {
+        const Py_ssize_t r0 = rb * CRNN_PG_MR, nr = crnn_pg_min(CRNN_PG_MR, n - r0);
+        float *dst = Ap + r0 * kc;
+        for (Py_ssize_t k = 0; k < kc; k++) {
+            const Py_ssize_t j = j0 + k;
+            const float *src = (first != NULL && j % T == 0) ? first + (j / T) * n
+                                                             : S + (j - shift) * n;
+            src += r0;
+            float *d = dst + k * CRNN_PG_MR;
+            Py_ssize_t r = 0;
+            for (; r < nr; r++)
+                d[r] = src[r];
+            for (; r < CRNN_PG_MR; r++)
+                d[r] = 0.0f;
+        }
+    }
+}
+
+/* Forward steps 3-5 for rows [r0, r1) and units [u0, u0 + nu) of step t, from the
+ * staged tile zs (rows of 64: i, f, g, o of 16 units; zs holds row r0 first) into the
+ * gate buffer z_t (the tile's units at z + u0, rows ldz apart); c_t and h_t rows ldh
+ * apart, c_prev rows ldp apart, h_masked and m rows H apart. */
+CRNN_CLONES static void
+crnn_lstm_forward_tile_f32(const float *zs, float *z, Py_ssize_t ldz, const float *b,
+                           const float *c_prev, Py_ssize_t ldp, float *c, float *h,
+                           Py_ssize_t ldh, float *h_masked, const float *m, Py_ssize_t H,
+                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0, Py_ssize_t nu)
+{
+    for (Py_ssize_t r = r0; r < r1; r++)
+        crnn_lstm_forward_units_f32(zs + (r - r0) * CRNN_PG_NR, CRNN_LP_FU, z + r * ldz + u0,
+                                    b + u0, c_prev + r * ldp + u0, c + r * ldh + u0,
+                                    h + r * ldh + u0,
+                                    m == NULL ? NULL : h_masked + r * H + u0,
+                                    m == NULL ? NULL : m + r * H + u0, H, nu);
+}
+
+/* Backward: dh_next *= m (when m is not NULL), then, when dz is not NULL, steps 5b-3c of
+ * step s for rows [r0, r1) and units [u0, u0 + nu): dz_s, gates_s, c_s rows ldz / ldz /
+ * ldh apart, c_prev rows ldp apart, dhs_s rows ld_dhs apart (0: one row of zeros),
+ * dh_next, dc_next and m rows H apart. */
+CRNN_CLONES static void
+crnn_lstm_backward_tile_f32(float *dz, Py_ssize_t ldz, float *db, float *dc_next,
+                            float *dh_next, const float *m, const float *dhs_s,
+                            Py_ssize_t ld_dhs, const float *gates_s, const float *c_s,
+                            Py_ssize_t ldh, const float *c_prev, Py_ssize_t ldp,
+                            Py_ssize_t H, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0,
+                            Py_ssize_t nu)
+{
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        float *dh = dh_next + r * H + u0;
+        if (m != NULL) {
+            const float *mr = m + r * H + u0;
+            for (Py_ssize_t j = 0; j < nu; j++)
+                dh[j] *= mr[j];
+        }
+        if (dz != NULL)
+            crnn_lstm_backward_units_f32(dz + r * ldz + u0, db + u0, dc_next + r * H + u0,
+                                         dh, dhs_s + r * ld_dhs + u0,
+                                         gates_s + r * ldz + u0, c_s + r * ldh + u0,
+                                         c_prev + r * ldp + u0, H, nu);
+    }
+}
+
+/* Forward steps 0-5 for t = 0 .. T-1: step 1 (x_t @ W_x) and step 2 are one GEMM per step
+ * (two tile calls, K = D then H), so the whole loop runs on this module's threads and
+ * never calls BLAS. A tile's GEMM goes to a contiguous staging buffer of the thread's
+ * own, not into the gate buffer: rows of the gate buffer lie T*4H floats apart and its
+ * gate blocks H apart, at H = 1024 and T = 100 multiples of 64 KB, which put the whole
+ * tile in one L1 and one L2 set (measured: the step's elementwise pass at 19 ns a unit
+ * instead of 2.5). scratch: laid out by crnn_lstm_forward_scratch for
+ * crnn_pg_max_threads() threads, 64-byte aligned; h_masked 2 * B * H floats when m is
+ * not NULL. */
+static void
+crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
+                             const float *h0, const float *c0, const float *W_x,
+                             const float *W_h, float *scratch, const float *b,
+                             const float *m, float *h_masked, Py_ssize_t B, Py_ssize_t T,
+                             Py_ssize_t D, Py_ssize_t H, int threads)
+{
+    const int isa = crnn_pg_isa();
+    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H;
+    const Py_ssize_t np = (H + CRNN_LP_FU - 1) / CRNN_LP_FU;
+    Py_ssize_t off[3];
+    crnn_lstm_forward_scratch(B, D, H, crnn_pg_max_threads(), off);
+    float *Wxp = scratch + off[0], *Whp = scratch + off[1];
+    crnn_pg_barrier_t bar;
+    crnn_pg_barrier_init(&bar);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        const int tid = crnn_pg_thread(), nth = crnn_pg_threads();
+        int sense = 0;
+        float *zs = scratch + off[2] + tid * (B + CRNN_PG_MR) * CRNN_PG_NR;
+        crnn_lstm_pack_fwd(W_x, D, H, Wxp, tid * np / nth, (tid + 1) * np / nth);
+        crnn_lstm_pack_fwd(W_h, H, H, Whp, tid * np / nth, (tid + 1) * np / nth);
+        const Py_ssize_t nq = crnn_pg_row_chunks(np, nth), items = np * nq;
+        const Py_ssize_t i0 = tid * items / nth, i1 = (tid + 1) * items / nth;
+        const int cnt[4] = {16, 16, 16, 16};
+        if (m != NULL) {
+            /* 0. h_masked = h0 * m, the rows of this thread's share */
+            for (Py_ssize_t r = tid * B / nth; r < (tid + 1) * B / nth; r++)
+                for (Py_ssize_t j = 0; j < H; j++)
+                    h_masked[r * H + j] = h0[r * H + j] * m[r * H + j];
+        }
+        crnn_pg_barrier(&bar, nth, tid, &sense);
+        for (Py_ssize_t t = 0; t < T; t++) {
+            const float *A;
+            Py_ssize_t lda;
+            if (m != NULL)
+                A = h_masked + (t & 1) * B * H, lda = H;
+            else if (t == 0)
+                A = h0, lda = H;
+            else
+                A = hs + (t - 1) * H, lda = TH;
+            const float *c_prev = t == 0 ? c0 : cs + (t - 1) * H;
+            const Py_ssize_t ldp = t == 0 ? H : TH;
+            for (Py_ssize_t i = i0; i < i1; i++) {
+                const Py_ssize_t p = i / nq, u0 = p * CRNN_LP_FU;
+                const Py_ssize_t nu = crnn_pg_min(CRNN_LP_FU, H - u0);
+                Py_ssize_t r0, r1;
+                crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
+                if (r0 >= r1)
+                    continue;
+                /* 1. zs = x_t @ W_x, this tile's rows and units (the bias joins in 3) */
+                crnn_pg_tile(isa, 0, r1 - r0, D, x + r0 * T * D + t * D, T * D,
+                             Wxp + p * D * CRNN_PG_NR, zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 0);
+                /* 2. zs += (h_{t-1} * m) @ W_h */
+                crnn_pg_tile(isa, 0, r1 - r0, H, A + r0 * lda, lda,
+                             Whp + p * H * CRNN_PG_NR, zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 1);
+                /* 3-5 (and 0 for step t+1): gates[:, t], cs[:, t], hs[:, t] of the tile */
+                crnn_lstm_forward_tile_f32(zs, gates + t * G, TG, b, c_prev, ldp,
+                                           cs + t * H, hs + t * H, TH,
+                                           m == NULL ? NULL
+                                                     : h_masked + ((t + 1) & 1) * B * H,
+                                           m, H, r0, r1, u0, nu);
+            }
+            crnn_pg_barrier(&bar, nth, tid, &sense);
+        }
+    }
+}
+
+/* Backward: steps 5b-2b for t = T-1 .. 0, then 1b and 2c, all on this module's threads
+ * (never BLAS). dh_next / dc_next: the gradients of the final h / c on entry, dh0 / dc0
+ * on exit; db accumulated into; dx, dW_x, dW_h written whole; dz (B, T, 4H) scratch.
+ * hs_m, h0_m: hs * m and h0 * m (hs and h0 without a mask). scratch: laid out by
+ * crnn_lstm_backward_scratch for crnn_pg_max_threads() threads, 64-byte aligned. dhs
+ * rows: dhs + (r*T + t) * ld_dhs (ld_dhs 0: one row of zeros). */
+static void
+crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_next,
+                              float *dc_next, float *db, float *dz, float *scratch,
+                              const float *x, const float *h0_m, const float *c0,
+                              const float *W_x, const float *W_h, const float *hs_m,
+                              const float *cs, const float *gates, const float *dhs,
+                              Py_ssize_t ld_dhs, const float *m, Py_ssize_t B,
+                              Py_ssize_t T, Py_ssize_t D, Py_ssize_t H, int threads)
+{
+    const int isa = crnn_pg_isa();
+    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H, BT = B * T;
+    Py_ssize_t off[6];
+    crnn_lstm_backward_scratch(D, H, crnn_pg_max_threads(), off);
+    float *Whp = scratch + off[0], *Wxp = scratch + off[1];
+    float *Apx = scratch + off[2], *Aph = scratch + off[3], *Bpz = scratch + off[4];
+    float *db_threads = scratch + off[5];
+    const Py_ssize_t np = (H + CRNN_PG_NR - 1) / CRNN_PG_NR;  /* panels of dh_next */
+    const Py_ssize_t npx = (D + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dx */
+    const Py_ssize_t npg = (G + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dW */
+    const Py_ssize_t nbx = (D + CRNN_PG_MR - 1) / CRNN_PG_MR; /* micro-panels of dW_x */
+    const Py_ssize_t nbh = (H + CRNN_PG_MR - 1) / CRNN_PG_MR; /* ... of dW_h */
+    int used = 1;
+    crnn_pg_barrier_t bar;
+    crnn_pg_barrier_init(&bar);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        const int tid = crnn_pg_thread(), nth = crnn_pg_threads();
+        int sense = 0;
+        float *dbt = db_threads + tid * G;
+        if (tid == 0)
+            used = nth;
+        memset(dbt, 0, G * sizeof(float));
+        crnn_lstm_pack_bwd(W_h, H, G, Whp, tid * np / nth, (tid + 1) * np / nth);
+        crnn_lstm_pack_bwd(W_x, D, G, Wxp, tid * npx / nth, (tid + 1) * npx / nth);
+        const Py_ssize_t nq = crnn_pg_row_chunks(np, nth), items = np * nq;
+        const Py_ssize_t i0 = tid * items / nth, i1 = (tid + 1) * items / nth;
+        /* 5b-3c of step T-1, this thread's tiles (dh_next is dh_last: no mask) */
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            const Py_ssize_t u0 = (i / nq) * CRNN_PG_NR;
+            const Py_ssize_t nu = crnn_pg_min(CRNN_PG_NR, H - u0), s = T - 1;
+            Py_ssize_t r0, r1;
+            crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
+            crnn_lstm_backward_tile_f32(dz + s * G, TG, dbt, dc_next, dh_next, NULL,
+                                        dhs + s * ld_dhs, T * ld_dhs, gates + s * G,
+                                        cs + s * H, TH, s == 0 ? c0 : cs + (s - 1) * H,
+                                        s == 0 ? H : TH, H, r0, r1, u0, nu);
+        }
+        crnn_pg_barrier(&bar, nth, tid, &sense);
+        for (Py_ssize_t t = T - 1; t >= 0; t--) {
+            const Py_ssize_t s = t - 1;  /* the step whose 5b-3c follow each tile */
+            for (Py_ssize_t i = i0; i < i1; i++) {
+                const Py_ssize_t p = i / nq, u0 = p * CRNN_PG_NR;
+                const Py_ssize_t nu = crnn_pg_min(CRNN_PG_NR, H - u0);
+                Py_ssize_t r0, r1;
+                crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
+                if (r0 >= r1)
+                    continue;
+                int cnt[4];
+                crnn_pg_counts(nu, cnt);
+                /* 2b. dh_next = dz[:, t] @ W_h^T, this tile's rows and units */
+                crnn_pg_tile(isa, r0, r1, G, dz + t * G, TG, Whp + p * G * CRNN_PG_NR,
+                             dh_next + u0, H, 16, cnt, 0);
+                /* ... * m; then 5b-3c of step t-1 on the same rows and units */
+                if (s >= 0)
+                    crnn_lstm_backward_tile_f32(dz + s * G, TG, dbt, dc_next, dh_next, m,
+                                                dhs + s * ld_dhs, T * ld_dhs, gates + s * G,
+                                                cs + s * H, TH,
+                                                s == 0 ? c0 : cs + (s - 1) * H,
+                                                s == 0 ? H : TH, H, r0, r1, u0, nu);
+                else if (m != NULL)
+                    crnn_lstm_backward_tile_f32(NULL, TG, dbt, dc_next, dh_next, m, dhs, 0,
+                                                gates, cs, TH, c0, H, H, r0, r1, u0, nu);
+            }
+            crnn_pg_barrier(&bar, nth, tid, &sense);
+        }
+        /* 1b. dx = dz @ W_x^T over all B*T rows, as BLAS blocks it: chunks of
+         * CRNN_LP_MCX rows split between the threads; per chunk, K blocks of CRNN_LP_KCX,
+         * and per K block every panel of D, so that the chunk's block of dz (96 x 512,
+         * 192 KB) stays in L2 while the panels' blocks stream past it. (Panels outer
+         * and all rows inner, dz went through memory once per panel: 140 GFLOP/s at
+         * the (128, 100, 512, 1024) shape.) */
+        {
+            const Py_ssize_t nc = (BT + CRNN_LP_MCX - 1) / CRNN_LP_MCX;
+            for (Py_ssize_t ci = tid * nc / nth; ci < (tid + 1) * nc / nth; ci++) {
+                const Py_ssize_t r0 = ci * CRNN_LP_MCX;
+                const Py_ssize_t r1 = crnn_pg_min(BT, r0 + CRNN_LP_MCX);
+                for (Py_ssize_t k0 = 0; k0 < G; k0 += CRNN_LP_KCX) {
+                    const Py_ssize_t kb = crnn_pg_min(CRNN_LP_KCX, G - k0);
+                    for (Py_ssize_t p = 0; p < npx; p++) {
+                        int cnt[4];
+                        crnn_pg_counts(D - p * CRNN_PG_NR, cnt);
+                        crnn_pg_tile(isa, r0, r1, kb, dz + k0, G,
+                                     Wxp + p * G * CRNN_PG_NR + k0 * CRNN_PG_NR,
+                                     dx + p * CRNN_PG_NR, D, 16, cnt, k0 > 0);
+                    }
+                }
+            }
+        }
+        /* 1b. dW_x = x^T @ dz and 2c. dW_h = sum_t h_masked_{t-1}^T @ dz_t, as one
+         * product [x | h_masked_prev]^T @ dz over the B*T rows (b, t), in K blocks of
+         * CRNN_LP_KCW rows: both operands packed per block by both threads, then tiles
+         * (panel of 4H, chunk of the D + H output rows). The (b, t) row of
+         * h_masked_prev is h_masked_{t-1}: hs_m one row back, h0_m at t = 0. */
+        const Py_ssize_t nb = nbx + nbh;
+        const Py_ssize_t nqw = crnn_pg_row_chunks(npg, nth), itw = npg * nqw;
+        for (Py_ssize_t j0 = 0; j0 < BT; j0 += CRNN_LP_KCW) {
+            const Py_ssize_t kc = crnn_pg_min(CRNN_LP_KCW, BT - j0);
+            {
+                const Py_ssize_t a0 = tid * nb / nth, a1 = (tid + 1) * nb / nth;
+                if (a0 < nbx)
+                    crnn_lstm_pack_at(x, NULL, 0, D, T, j0, kc, a0, crnn_pg_min(a1, nbx),
+                                      Apx);
+                if (a1 > nbx)
+                    crnn_lstm_pack_at(hs_m, h0_m, 1, H, T, j0, kc,
+                                      (a0 > nbx ? a0 : nbx) - nbx, a1 - nbx, Aph);
+                crnn_pg_pack_plain(dz + j0 * G, G, kc, G, Bpz, tid * npg / nth,
+                                   (tid + 1) * npg / nth);
+            }
+            crnn_pg_barrier(&bar, nth, tid, &sense);
+            for (Py_ssize_t i = tid * itw / nth; i < (tid + 1) * itw / nth; i++) {
+                const Py_ssize_t p = i / nqw, q = i % nqw;
+                const Py_ssize_t rb0 = q * nb / nqw, rb1 = (q + 1) * nb / nqw;
+                int cnt[4];
+                crnn_pg_counts(G - p * CRNN_PG_NR, cnt);
+                const float *bp = Bpz + p * kc * CRNN_PG_NR;
+                if (rb0 < nbx)
+                    crnn_pg_tile_packed(isa, D, rb0, crnn_pg_min(rb1, nbx), kc, Apx, bp,
+                                        dW_x + p * CRNN_PG_NR, G, 16, cnt, j0 > 0);
+                if (rb1 > nbx)
+                    crnn_pg_tile_packed(isa, H, (rb0 > nbx ? rb0 : nbx) - nbx, rb1 - nbx,
+                                        kc, Aph, bp, dW_h + p * CRNN_PG_NR, G, 16, cnt,
+                                        j0 > 0);
+            }
+            crnn_pg_barrier(&bar, nth, tid, &sense);
+        }
+    }
+    /* 3c. db += the threads' sums */
+    for (int k = 0; k < used; k++)
+        for (Py_ssize_t j = 0; j < G; j++)
+            db[j] += db_threads[k * G + j];
+}
+
+#endif
