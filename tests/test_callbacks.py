@@ -367,7 +367,7 @@ def test_progbar_prints_only_the_final_line_elsewhere():
     assert out3.getvalue() == ""
 
 
-def test_time_formats():
+def test_duration_and_rate_formatting_of_given_numbers():
     assert format_duration(7.4) == "7s" and format_duration(125) == "2:05"
     assert format_duration(3725) == "1:02:05"
     assert format_rate(2.0, "step") == "2s/step" and format_rate(0.012, "step") == "12ms/step"
