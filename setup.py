@@ -6,7 +6,8 @@ BLAS comes from ``scipy.linalg.cython_blas``: no link flags, no BLAS headers.
 
 Set ``CRNN_DEBUG=1`` to build with bounds and initialisation checks on, and
 ``CRNN_NO_OPENMP=1`` to build without OpenMP (which is otherwise used where the compiler
-takes ``-fopenmp``).
+takes ``-fopenmp``). ``CRNN_BUILD_ONLY=_lstm,_gru`` rebuilds only the named extensions
+(for working on one kernel while another is being edited).
 """
 import os
 import shutil
@@ -70,6 +71,8 @@ if (not OPENMP and os.environ.get("CRNN_NO_OPENMP", "0") != "1"
 
 # every src/crnn/<name>.pyx becomes the extension crnn.<name>
 modules = sorted(p.stem for p in Path("src/crnn").glob("*.pyx"))
+if os.environ.get("CRNN_BUILD_ONLY"):
+    modules = [m for m in modules if m in os.environ["CRNN_BUILD_ONLY"].split(",")]
 extensions = [
     Extension(
         f"crnn.{name}",
