@@ -3,7 +3,8 @@
 Cython kernels over BLAS run the time loop and backpropagation through time; every kernel
 has a NumPy twin in :mod:`crnn.reference` that defines what it computes.
 """
-from crnn import callbacks, losses, metrics, ops, optimizers, reference, saving
+from crnn import (callbacks, losses, metrics, ops, optimizers, reference, saving,
+                  streaming)
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
@@ -11,6 +12,7 @@ from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, E
                          SimpleRNNCell, TimeDistributed)
 from crnn.models import Input, Model, Sequential
 from crnn.saving import load_model, save_model
+from crnn.streaming import generate
 
 __version__ = "0.1.0"
 
@@ -18,4 +20,5 @@ __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flat
            "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Model",
            "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
            "TimeDistributed", "callbacks", "get_backend", "load_model", "losses", "metrics",
-           "ops", "optimizers", "reference", "save_model", "saving", "set_backend"]
+           "generate", "ops", "optimizers", "reference", "save_model", "saving",
+           "set_backend", "streaming"]

@@ -17,6 +17,7 @@ import numpy as np
 from crnn import engine
 from crnn.layers.base import Layer, as_dtype
 from crnn.saving import SavingMixin
+from crnn.streaming import ModelStepMixin
 from crnn.training import TrainingMixin, note_inputs
 
 _local = threading.local()
@@ -94,7 +95,7 @@ def _tracked_layers(obj):
     return found
 
 
-class Model(TrainingMixin, SavingMixin, Layer):
+class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
     """A model: functional (``Model(inputs, outputs)``) or subclassed (override
     :meth:`call`). Calling it runs the layers; it trains with ``compile``/``fit``.
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from crnn import activations, backend as _backend, engine, initializers
 from crnn.layers.base import Layer, as_input
+from crnn.streaming import RecurrentStepMixin
 
 
 def check_rate(name, rate):
@@ -289,7 +290,7 @@ def check_grad(name, g, shape, dtype):
     return g
 
 
-class RNN(Layer):
+class RNN(RecurrentStepMixin, Layer):
     """The time loop around a cell (Keras's ``RNN``): subclasses make their cell in
     ``__init__`` and pass it to :meth:`_setup`.
 
