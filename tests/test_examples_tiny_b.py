@@ -1,0 +1,102 @@
+"""A tiny configuration of each of the examples charlm, seq2seq, sentiment and gradients
+runs end to end (seconds each), writes its plots and reports a falling loss."""
+import os
+
+import numpy as np
+import pytest
+
+from crnn.examples import EXAMPLES, ExampleError, Result, load
+
+pytest.importorskip("matplotlib")
+
+
+def check_result(result, name, tmp_path):
+    assert isinstance(result, Result) and result.name == name
+    assert np.isfinite(result.value) and result.metric and result.baseline
+    assert result.plots and all(os.path.isfile(p) and p.endswith(".png")
+                                for p in result.plots)
+    assert all(os.path.dirname(p) == str(tmp_path) for p in result.plots)
+    assert result.seconds > 0
+
+
+@pytest.mark.parametrize("name", ["charlm", "seq2seq", "sentiment", "gradients"])
+def test_module_interface(name):
+    module = load(name)
+    assert name in EXAMPLES and module.NAME == name and module.TITLE
+    assert module.__doc__ and len(module.__doc__) > 200
+
+
+def test_charlm_tiny(tmp_path):
+    result = load("charlm").run(tmp_path, tiny=True, verbose=0)
+    check_result(result, "charlm", tmp_path)
+    model_row, unigram_row = result.rows
+    assert model_row["train bits/char"] < model_row["first quarter bits/char"]
+    assert 3.0 < unigram_row["held-out bits/char"] < 6.6     # log2(96) = 6.58
+    assert len(result.samples) == 4
+    assert all(s.split("] ", 1)[1].startswith(("Return the ", "The default "))
+               for s in result.samples)
+
+
+def test_seq2seq_tiny(tmp_path):
+    result = load("seq2seq").run(tmp_path, tiny=True, verbose=0)
+    check_result(result, "seq2seq", tmp_path)
+    row = result.rows[0]
+    assert row["last loss"] < row["first loss"]
+    assert 0.0 <= result.value <= 1.0 and result.samples
+
+
+def test_seq2seq_encoding():
+    from crnn.examples.seq2seq import ALPHABET, encode
+    q, d_in, d_out, mask = encode([(12, 7)], 2)
+    text = lambda ids: "".join(ALPHABET[i] for i in ids)   # noqa: E731
+    assert text(q[0]) == " 7+21"                   # "12+7 " reversed
+    assert text(d_in[0]) == "^19 " and text(d_out[0]) == "19$ "
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 0]])
+
+
+def write_tiny_npz(path, rng):
+    def part(n):
+        y = rng.integers(0, 2, n)
+        x = np.empty(n, dtype=object)
+        for i in range(n):
+            words = rng.integers(10, 150, size=rng.integers(5, 30))
+            words[rng.random(words.size) < 0.3] = 4 if y[i] else 5   # the sentiment words
+            x[i] = words.tolist()
+        return x, y
+    (x, y), (x_t, y_t) = part(400), part(200)
+    np.savez(path, x_train=x, y_train=y, x_test=x_t, y_test=y_t)
+    return str(path)
+
+
+def test_sentiment_tiny(tmp_path):
+    data = write_tiny_npz(tmp_path / "imdb.npz", np.random.default_rng(0))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = load("sentiment").run(out, tiny=True, verbose=0, data=data)
+    check_result(result, "sentiment", out)
+    row = result.rows[0]
+    assert row["last loss"] < row["first loss"]
+    assert result.rows[-1]["model"] == "majority class"
+
+
+def test_sentiment_without_data_is_one_line():
+    with pytest.raises(ExampleError, match="pass data=PATH"):
+        load("sentiment").run(".", tiny=True, verbose=0)
+
+
+def test_gradients_tiny(tmp_path):
+    result = load("gradients").run(tmp_path, tiny=True, verbose=0)
+    check_result(result, "gradients", tmp_path)
+    assert len(result.rows) == 6                      # 3 cells x 2 lengths
+    for row in result.rows:
+        assert row["last loss"] < row["first loss"]
+        assert 0 < row["grad h_0/h_T init"] and 0 < row["grad h_0/h_T trained"]
+
+
+def test_adding_problem():
+    from crnn.examples.gradients import adding_problem
+    x, y = adding_problem(50, 20, np.random.default_rng(0))
+    assert x.shape == (50, 20, 2) and y.shape == (50, 1)
+    np.testing.assert_array_equal(x[:, :10, 1].sum(axis=1), 1)
+    np.testing.assert_array_equal(x[:, 10:, 1].sum(axis=1), 1)
+    np.testing.assert_allclose(y[:, 0], (x[:, :, 0] * x[:, :, 1]).sum(axis=1), rtol=1e-6)
