@@ -20,8 +20,10 @@ def pyplot():
 def save(fig, out_dir, filename):
     """Write ``fig`` to ``out_dir/filename`` (PNG), close it and return the path."""
     plt = pyplot()
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(os.fspath(out_dir), filename)
-    fig.tight_layout()
+    if not fig.get_constrained_layout():
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -43,7 +45,9 @@ def plot_histories(histories, out_dir, filename, title):
             base = k[4:] if k.startswith("val_") else k
             if base not in keys:
                 keys.append(base)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    # constrained layout leaves room for the suptitle, which tight_layout ignores
+    fig, axes = plt.subplots(1, len(keys), figsize=(max(5.5, 4.2 * len(keys)), 3.6),
+                             squeeze=False, constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key in zip(axes[0], keys):
         for i, (label, hist) in enumerate(histories.items()):
