@@ -8,8 +8,8 @@ from crnn import (callbacks, losses, metrics, ops, optimizers, reference, saving
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
-                         Flatten, GRUCell, Layer, LSTMCell, RepeatVector, SimpleRNN,
-                         SimpleRNNCell, TimeDistributed)
+                         Flatten, GRUCell, Layer, LSTMCell, Masking, RepeatVector,
+                         SimpleRNN, SimpleRNNCell, TimeDistributed)
 from crnn.models import Input, Model, Sequential
 from crnn.saving import load_model, save_model
 from crnn.streaming import generate
@@ -17,8 +17,8 @@ from crnn.streaming import generate
 __version__ = "0.1.0"
 
 __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
-           "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Model",
-           "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
+           "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",
+           "Model", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
            "TimeDistributed", "callbacks", "get_backend", "load_model", "losses", "metrics",
            "generate", "ops", "optimizers", "reference", "save_model", "saving",
            "set_backend", "streaming"]

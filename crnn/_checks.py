@@ -40,6 +40,34 @@ def _fmt(shape):
     return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def step_mask(mask, B, T):
+    """Check a mask of real steps, ``(B, T)`` bool or uint8, C-contiguous (nonzero: the
+    step is real; zero: padding, where the state passes through unchanged). Returns it as
+    uint8 (a view of a bool array, no copy), or None when ``mask`` is None."""
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"expected mask to be a numpy.ndarray, got {type(mask).__name__}")
+    if mask.dtype not in (np.dtype(np.bool_), np.dtype(np.uint8)):
+        raise ValueError(f"expected mask to have dtype bool or uint8, got {mask.dtype}")
+    if mask.shape != (B, T):
+        raise ValueError(f"expected mask of shape (B, T) = {(B, T)}, got {mask.shape}")
+    if not mask.flags.c_contiguous:
+        raise ValueError("expected mask to be C-contiguous, got a strided array "
+                         "(use numpy.ascontiguousarray)")
+    return mask.view(np.uint8)
+
+
+def real_steps(mask, B, T):
+    """:func:`step_mask` for the compiled kernels: the mask as uint8 ``(B, T)``, or None
+    where there is none or where every step is real (then a kernel runs exactly as it
+    does without a mask, on its fastest path)."""
+    real = step_mask(mask, B, T)
+    if real is None or real.all():
+        return None
+    return real
+
+
 def blas_sizes(**sizes):
     """Refuse sizes whose products overflow the 32-bit ints that BLAS takes."""
     B, T, D, H = sizes["B"], sizes["T"], sizes["D"], sizes["H"]

@@ -187,6 +187,43 @@ def _backprop_normalise(g, q, s):
     return (g - np.sum(g * q, axis=-1, keepdims=True)) / s
 
 
+def apply_mask(sample_weight, mask, shape, dtype):
+    """Merge a mask of real steps into the sample weights, as Keras's ``apply_mask`` does
+    for its default reduction: padded values weigh 0 and real ones ``|V| / n_real``, so
+    that a loss's mean over ``V`` becomes the mean over the real values alone,
+
+    .. math:: \\mathrm{loss} = \\frac{1}{n_{real}} \\sum_{v:\\ m_v} w_v\\, l_v
+
+    (0 when nothing is real; Keras adds ``epsilon`` to ``n_real`` instead, which changes
+    the value by a relative 1e-7).
+
+    Parameters
+    ----------
+    sample_weight : array_like or None
+        As the losses take it (scalar, ``(B,)``, ``V``, ...).
+    mask : array_like of shape ``shape`` (bool: True for a real value) or None
+    shape : tuple
+        ``V = y_pred.shape[:-1]``.
+    dtype : the losses' dtype
+
+    Returns the weights ``(V)`` for the losses' ``sample_weight`` (``sample_weight``
+    unchanged when ``mask`` is None).
+    """
+    if mask is None:
+        return sample_weight
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"expected a mask of shape {tuple(shape)} (y_pred.shape[:-1]), "
+                         f"got {mask.shape}")
+    real = mask.astype(dtype)
+    n_real = float(np.count_nonzero(mask))
+    scale = real.size / n_real if n_real else 0.0
+    w = real * np.asarray(scale, dtype=dtype)
+    if sample_weight is not None:
+        w = w * _check_sample_weight(sample_weight, tuple(shape), dtype)
+    return w
+
+
 # -- the losses -----------------------------------------------------------------------------
 def mean_squared_error(y_true, y_pred, sample_weight=None):
     """Mean squared error over the last axis, averaged over samples (and steps).

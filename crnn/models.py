@@ -7,6 +7,15 @@
 3. Subclassing: ``class M(crnn.Model)`` with layers as attributes and a ``call(inputs,
    training=None)`` that may loop over time steps itself; backpropagation runs through
    every call in reverse (see :mod:`crnn.engine`).
+
+Masks of real steps flow as in Keras through the first two: a layer's output mask is its
+``compute_mask(inputs, mask)`` (``Embedding(mask_zero=True)`` and ``Masking`` make one,
+layers that keep the time axis pass theirs on, others end it), and a layer whose
+``call`` takes ``mask`` gets the mask of its first input unless the call names one. The
+model's output mask (``output_mask`` after a call) reaches the loss, which then counts
+only the real steps (:func:`crnn.losses.apply_mask`). A subclassed model passes
+``mask=`` to its layers by hand; it may set ``self.output_mask`` in its ``call`` for the
+loss.
 """
 import functools
 import inspect
@@ -48,11 +57,44 @@ def _accepts_training(call):
     return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def call_layer(layer, args, kwargs, training):
-    """``layer(*args, **kwargs)``, passing ``training`` if its ``call`` takes it."""
+@functools.lru_cache(maxsize=None)
+def _accepts_mask(call):
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+    return "mask" in params
+
+
+def call_layer(layer, args, kwargs, training, mask=None):
+    """``layer(*args, **kwargs)``, passing ``training`` if its ``call`` takes it, and
+    ``mask`` (the mask of real steps of its first input, or None) if its ``call`` takes
+    it and no ``mask`` or ``lengths`` is named. Returns ``(outputs, output_mask)``, the
+    latter from ``layer.compute_mask`` (a list for several outputs)."""
     if "training" not in kwargs and _accepts_training(type(layer).call):
         kwargs = dict(kwargs, training=training)
-    return layer(*args, **kwargs)
+    if (mask is not None and "mask" not in kwargs and "lengths" not in kwargs
+            and _accepts_mask(type(layer).call)):
+        kwargs = dict(kwargs, mask=mask)
+    out = layer(*args, **kwargs)
+    if engine.is_symbolic(args):
+        return out, None   # building a graph: masks exist only for arrays
+    used = kwargs.get("mask", mask)
+    if "lengths" in kwargs and kwargs["lengths"] is not None:
+        used = np.arange(_steps(args[0]))[None, :] < np.asarray(
+            engine.value_of(kwargs["lengths"]))[:, None]
+    return out, layer.compute_mask(args[0] if args else None, used)
+
+
+def _steps(x):
+    return (x.shape if hasattr(x, "shape") else np.shape(x))[1]
+
+
+def _mask_list(mask, n):
+    """A layer's output mask as one entry per output."""
+    if isinstance(mask, (list, tuple)) and n > 1:
+        return list(mask) + [None] * (n - len(mask))
+    return [mask] + [None] * (n - 1)
 
 
 def sublayers(layer):
@@ -139,7 +181,7 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
                 layers.append(node.layer)
         self._graph_layers = layers
 
-    def _run_graph(self, inputs, training):
+    def _run_graph(self, inputs, training, mask=None):
         flat_in = engine.flatten(self.inputs)
         given = engine.flatten(inputs) if isinstance(self.inputs, (list, tuple)) \
             else [inputs]
@@ -155,6 +197,10 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
                                  f"{shape} (None: any), got shape {v.shape}".replace(
                                      "input  ", "input "))
             values[id(placeholder)] = v
+        masks = {}   # id(SymbolicTensor) -> its mask of real steps (absent: None)
+        if mask is not None:
+            for placeholder, m in zip(flat_in, _mask_list(mask, len(flat_in))):
+                masks[id(placeholder)] = m
 
         def resolve(s):
             if isinstance(s, engine.SymbolicTensor):
@@ -166,9 +212,20 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
         for node in self._nodes:
             args = resolve(node.args)
             kwargs = {k: resolve(v) for k, v in node.kwargs.items()}
-            out = call_layer(node.layer, args, kwargs, training)
-            for sym, val in zip(node.outputs, engine.flatten(out)):
+            first = node.args[0] if node.args else None
+            in_mask = (masks.get(id(first)) if isinstance(first, engine.SymbolicTensor)
+                       else None)
+            out, out_mask = call_layer(node.layer, args, kwargs, training, in_mask)
+            leaves = engine.flatten(out)
+            for sym, val, m in zip(node.outputs, leaves,
+                                   _mask_list(out_mask, len(leaves))):
                 values[id(sym)] = val
+                if m is not None:
+                    masks[id(sym)] = m
+        flat_out = engine.flatten(self.outputs)
+        out_masks = [masks.get(id(t)) for t in flat_out]
+        self.output_mask = (out_masks if isinstance(self.outputs, (list, tuple))
+                            else out_masks[0])
         return resolve(self.outputs)
 
     # -- calling ---------------------------------------------------------------------
@@ -184,6 +241,7 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
                     if hasattr(type(layer), reset):
                         getattr(layer, reset)()
         _local.depth = depth + 1
+        self.output_mask = None   # set by the call (functional, Sequential, or the user's)
         try:
             if "training" in kwargs and not _accepts_training(type(self).call):
                 kwargs = {k: v for k, v in kwargs.items() if k != "training"}
@@ -191,12 +249,17 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
         finally:
             _local.depth = depth
 
-    def call(self, inputs, training=False):
-        """Run the model on arrays; subclasses override this."""
+    def call(self, inputs, training=False, mask=None):
+        """Run the model on arrays; subclasses override this. ``mask``: the inputs' masks
+        of real steps (one per input), passed on through the graph."""
         if self._functional:
-            return self._run_graph(inputs, training)
+            return self._run_graph(inputs, training, mask)
         raise NotImplementedError(f"{type(self).__name__} must implement call(inputs, "
                                   f"training=None), or be built as Model(inputs, outputs)")
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of real steps of the last call's output (see the module docstring)."""
+        return getattr(self, "output_mask", None)
 
     def compute_output_spec(self, *args, **kwargs):
         if self._functional:
@@ -313,13 +376,14 @@ class Sequential(Model):
     def layers(self):
         return list(self._layers)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, mask=None):
         x = inputs
         for layer in self._layers:
-            x = call_layer(layer, (x,), {}, training)
+            x, mask = call_layer(layer, (x,), {}, training, mask)
             if isinstance(x, (list, tuple)):
                 raise ValueError(f"expected each layer of a Sequential to return one "
                                  f"tensor, {layer.name} returned {len(x)}")
+        self.output_mask = mask
         return x
 
     def compute_output_spec(self, inputs, training=False):

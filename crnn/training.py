@@ -25,10 +25,26 @@ import numbers
 
 import numpy as np
 
-from crnn import engine
+from crnn import engine, losses as _losses
 from crnn.ops import Op
 
 __all__ = ["LossOp", "TrainingMixin"]
+
+
+def _output_masks(output_mask, preds):
+    """One mask (or None) per flattened output: a model's ``output_mask`` where it has the
+    shape of that output's values ``y_pred.shape[:-1]`` (a mask of another shape, e.g.
+    of a sequence that a later layer reduced, is not that output's)."""
+    flat = (list(output_mask) if isinstance(output_mask, (list, tuple))
+            else [output_mask])
+    flat = flat + [None] * (len(preds) - len(flat))
+    out = []
+    for m, p in zip(flat, preds):
+        if m is not None and np.shape(m) == tuple(p.shape[:-1]):
+            out.append(np.asarray(m))
+        else:
+            out.append(None)
+    return out
 
 
 class LossOp(Op):
@@ -447,11 +463,26 @@ class TrainingMixin:
 
     # -- one step ------------------------------------------------------------------------
     def _losses_of(self, batch, y_pred):
-        """The total loss (a Tensor under a tape) and each output's loss, for a batch."""
+        """The total loss (a Tensor under a tape) and each output's loss, for a batch.
+
+        An output with a mask of real steps (``self.output_mask`` after the call, see
+        :mod:`crnn.models`) counts only its real steps: in its loss through
+        :func:`crnn.losses.apply_mask` (Keras's normalisation, by the number of real
+        steps), in its metrics as a weight of 0 on the padded steps."""
         preds = engine.flatten(y_pred)
         c = self._compile_for_outputs(len(preds))
         ys = _per_output(batch.y, c["names"], "y")
         sws = _per_output(batch.sample_weight, c["names"], "sample_weight")
+        masks = _output_masks(getattr(self, "output_mask", None), preds)
+        loss_sws = list(sws)
+        for k, m in enumerate(masks):
+            if m is not None:
+                shape = tuple(preds[k].shape[:-1])
+                dtype = np.asarray(engine.value_of(preds[k])).dtype
+                loss_sws[k] = _losses.apply_mask(sws[k], m, shape, dtype)
+                w = np.asarray(m, dtype=np.float64)
+                sws[k] = w if sws[k] is None else w * _losses._check_sample_weight(
+                    sws[k], shape, np.float64)
         total, parts = None, []
         for k, op in enumerate(c["losses"]):
             if op is None:
@@ -460,7 +491,7 @@ class TrainingMixin:
             if ys[k] is None:
                 raise ValueError(f"expected targets y for output {c['names'][k]!r}, which has "
                                  f"a loss, got none")
-            value = op([ys[k], preds[k], sws[k]])
+            value = op([ys[k], preds[k], loss_sws[k]])
             parts.append(value)
             term = value if c["weights"][k] == 1.0 else value * c["weights"][k]
             total = term if total is None else total + term

@@ -113,3 +113,32 @@ def test_gradient_flow_errors():
     uncompiled = crnn.Sequential([crnn.SimpleRNN(2)])
     with pytest.raises(ValueError, match="loss"):
         gradient_flow(uncompiled, x, np.zeros((B, 2)))
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_stepwise_loop_is_the_layer_with_padding(name, return_sequences):
+    """With masked (padded) steps, the step-by-step loop computes the layer's outputs, and
+    its backward pass the layer's weight gradients (so every dL/dh_t on the way is the
+    layer's)."""
+    from crnn.diagnostics import _stepwise
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((B, T, D))
+    mask = np.ones((B, T), dtype=bool)
+    mask[0, :2] = False                    # pre-padded
+    mask[1, -3:] = False                   # post-padded
+    layer = CELLS[name](H, return_sequences=return_sequences, dtype="float64", seed=0)
+    g = rng.standard_normal((B, T, H) if return_sequences else (B, H))
+    expected = layer(x, mask=mask)
+    with crnn.GradientTape() as tape:
+        out = layer(x, mask=mask)
+        loss = crnn.ops.sum(out * g)
+    expected_grads = tape.gradient(loss, layer.trainable_weights)
+    record = []
+    with crnn.GradientTape() as tape:
+        out = _stepwise(layer, record)(x, mask=mask)
+        loss = crnn.ops.sum(out * g)
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
+    for got, want in zip(tape.gradient(loss, layer.trainable_weights), expected_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert len(record) == 1 and len(record[0]) == T

@@ -88,6 +88,11 @@ class Layer:
     :meth:`_run`, which records the call on the tape.
     """
 
+    # Whether the layer passes a mask of real steps on (Keras's ``supports_masking``):
+    # the default :meth:`compute_mask` returns its input's mask where this is True and
+    # None (the mask ends here) where it is False.
+    supports_masking = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # crnn's own classes only: a user's class named like one of them must not
@@ -141,6 +146,13 @@ class Layer:
         dtype (batch axis first, None where unknown). Builds the layer."""
         raise NotImplementedError(f"{type(self).__name__} cannot be called on crnn.Input "
                                   f"placeholders: it has no compute_output_spec")
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of real steps of this layer's output, for a call on ``inputs`` whose
+        mask was ``mask`` (Keras's ``compute_mask``): ``mask`` itself for a layer that
+        ``supports_masking`` (one that keeps the time axis), else None. The models pass
+        it on to the next layer (:mod:`crnn.models`) and to the loss."""
+        return mask if self.supports_masking else None
 
     @property
     def trainable_weights(self):

@@ -1,6 +1,6 @@
 """The small layers around a recurrence, with Keras's semantics: Embedding (ids to
-vectors, the usual first layer of a text model), Dropout, Activation, RepeatVector (one
-vector to a sequence, for one-to-many models) and Flatten.
+vectors, the usual first layer of a text model), Masking (marks padded steps), Dropout,
+Activation, RepeatVector (one vector to a sequence, for one-to-many models) and Flatten.
 
 Each is a primitive on the tape (:mod:`crnn.engine`): ``_forward`` computes from NumPy
 arrays and keeps a cache, ``_backward`` mirrors it line by line in reverse. Notation:
@@ -44,8 +44,9 @@ class Embedding(Layer):
         ``"uniform"`` (Keras's default, uniform on [-0.05, 0.05]) or any name of
         :mod:`crnn.initializers`, or a callable ``(shape, dtype, rng) -> array``.
     mask_zero : bool
-        Id 0 is padding: :meth:`compute_mask` returns ``ids != 0``. (Stored; layers do
-        not consume masks yet.)
+        Id 0 is padding: :meth:`compute_mask` returns ``ids != 0``, which the models
+        pass on to the layers that follow (a recurrent layer skips those steps) and to
+        the loss.
     seed : int, optional
         Seeds the initialiser.
     dtype : {"float32", "float64"}
@@ -163,6 +164,61 @@ class _Weightless(Layer):
         return as_input("input", a, self.dtype, a.ndim if ndim is None else ndim, layout)
 
 
+class Masking(_Weightless):
+    """Mark the padded steps of a sequence (Keras's ``Masking``): a step whose features
+    all equal ``mask_value`` is padding.
+
+    .. math:: m_{b,t} = \\exists d:\\ x_{b,t,d} \\ne \\mathrm{mask\\_value}, \\qquad
+              y = x \\odot m
+
+    Parameters
+    ----------
+    mask_value : float
+        The value that fills a padded step (default 0.0).
+    dtype : {"float32", "float64"}
+
+    The output is the input with the padded steps set to zero; :meth:`compute_mask`
+    returns ``m (B, T)`` (bool), which the models pass on to the layers that follow and to
+    the loss. Padded steps get no gradient.
+    """
+
+    supports_masking = True
+
+    def __init__(self, mask_value=0.0, dtype="float32", name=None):
+        super().__init__(name=name, dtype=dtype)
+        if not isinstance(mask_value, (int, float, np.integer, np.floating)) \
+                or isinstance(mask_value, bool):
+            raise ValueError(f"expected mask_value to be a number, got {mask_value!r}")
+        self.mask_value = float(mask_value)
+
+    def compute_output_spec(self, inputs, training=False):
+        if len(inputs.shape) < 2:
+            raise ValueError(f"expected input of shape (batch, time, ...), got shape "
+                             f"{inputs.shape}")
+        return engine.SymbolicTensor(inputs.shape, self.dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        """``m (B, T)``: True where a step has a feature other than ``mask_value``."""
+        x = np.asarray(engine.value_of(inputs))
+        return np.any(x != x.dtype.type(self.mask_value) if x.dtype.kind == "f"
+                      else x != self.mask_value, axis=-1)
+
+    def _forward(self, inputs, training=False):
+        x = self._input(inputs[0])
+        if x.ndim < 2:
+            raise ValueError(f"expected input of shape (batch, time, ...), got shape "
+                             f"{x.shape}")
+        m = self.compute_mask(x)[..., None]                  # 1. m: the real steps
+        return [x * m], m                                     # 2. y = x * m
+
+    def _backward(self, m, d_outputs):
+        dy = d_outputs[0]
+        return [None if dy is None else dy * m], None         # 2b. dx = dy * m
+
+    def backward(self, grad):
+        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
+
+
 class Dropout(_Weightless):
     """Inverted dropout (Keras's ``Dropout``): when training, each entry is zeroed with
     probability ``rate`` and the others scaled by ``1 / (1 - rate)``; otherwise the
@@ -180,6 +236,8 @@ class Dropout(_Weightless):
     A new mask is drawn at every training call (any shape); backward multiplies by the
     mask of the call it undoes.
     """
+
+    supports_masking = True
 
     def __init__(self, rate, seed=None, dtype="float32", name=None):
         super().__init__(name=name, dtype=dtype)
@@ -219,6 +277,8 @@ class Activation(_Weightless):
         ``"sigmoid"`` or ``"softmax"``.
     dtype : {"float32", "float64"}
     """
+
+    supports_masking = True
 
     def __init__(self, activation, dtype="float32", name=None):
         super().__init__(name=name, dtype=dtype)

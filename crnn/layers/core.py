@@ -61,6 +61,9 @@ class Dense(Layer):
     Weights ``[kernel (D, units), bias (units,)]``, Keras's layout.
     """
 
+
+    supports_masking = True   # applied to the last axis: the steps stay where they are
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
                  dtype="float32", name=None):

@@ -58,21 +58,21 @@ class GRUCell(RNNCell):
         GH = 3 * self.units
         return (2, GH) if self.reset_after else (GH,)
 
-    def run(self, x, states, h_mask):
+    def run(self, x, states, h_mask, mask=None):
         hs, gates, hn = self.kernels().gru_forward(
             x, states[0], self.kernel, self.recurrent_kernel, self.bias, self.reset_after,
-            self.activation, self.recurrent_activation, h_mask)
+            self.activation, self.recurrent_activation, h_mask, mask)
         return hs, (gates, hn)
 
     def final_states(self, hs, saved):
         return [hs[:, -1].copy()]
 
-    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals):
+    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         gates, hn = saved
         dx, dh0, dW_x, dW_h, db = self.kernels().gru_backward(
             x, states[0], self.kernel, self.recurrent_kernel, hs, gates, hn, dhs,
             d_finals[0], self.reset_after, self.activation, self.recurrent_activation,
-            h_mask)
+            h_mask, mask)
         return dx, [dh0], dW_x, dW_h, db
 
 

@@ -62,22 +62,22 @@ class LSTMCell(RNNCell):
             b[self.units:2 * self.units] = 1
         return b
 
-    def run(self, x, states, h_mask):
+    def run(self, x, states, h_mask, mask=None):
         hs, cs, gates = self.kernels().lstm_forward(
             x, states[0], states[1], self.kernel, self.recurrent_kernel, self.bias,
-            self.activation, self.recurrent_activation, h_mask)
+            self.activation, self.recurrent_activation, h_mask, mask)
         return hs, (cs, gates)
 
     def final_states(self, hs, saved):
         cs, _ = saved
         return [hs[:, -1].copy(), cs[:, -1].copy()]
 
-    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals):
+    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         cs, gates = saved
         dx, dh0, dc0, dW_x, dW_h, db = self.kernels().lstm_backward(
             x, states[0], states[1], self.kernel, self.recurrent_kernel, hs, cs, gates,
             dhs, d_finals[0], d_finals[1], self.activation, self.recurrent_activation,
-            h_mask)
+            h_mask, mask)
         return dx, [dh0, dc0], dW_x, dW_h, db
 
 

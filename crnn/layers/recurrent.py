@@ -21,6 +21,37 @@ def check_rate(name, rate):
     return float(rate)
 
 
+def sequence_mask(mask, lengths, batch_size, steps):
+    """The mask of real steps ``(B, T)``, bool and C-contiguous, from a layer call's
+    ``mask=`` (bool or integer ``(B, T)``, nonzero: a real step) or ``lengths=`` (one int
+    per sequence in ``[0, T]``: the first ``lengths[b]`` steps of row ``b`` are real, the
+    rest padding). None when neither is given or when every step is real."""
+    B, T = batch_size, steps
+    if mask is not None and lengths is not None:
+        raise ValueError("expected mask or lengths, not both")
+    if lengths is not None:
+        lengths = np.asarray(engine.value_of(lengths))
+        if lengths.shape != (B,) or not (lengths.dtype.kind in "iu" or lengths.size == 0):
+            raise ValueError(f"expected lengths to be {B} ints (one per sequence), got "
+                             f"{lengths.dtype} of shape {lengths.shape}")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > T):
+            raise ValueError(f"expected lengths in [0, {T}] (the number of steps), got "
+                             f"{lengths.min()} .. {lengths.max()}")
+        mask = np.arange(T)[None, :] < lengths[:, None]
+    elif mask is not None:
+        mask = np.asarray(engine.value_of(mask))
+        if mask.dtype.kind not in "biu":
+            raise ValueError(f"expected mask to have dtype bool (or an integer dtype), "
+                             f"got {mask.dtype}")
+        if mask.shape != (B, T):
+            raise ValueError(f"expected mask of shape (batch, time) = {(B, T)}, got "
+                             f"{mask.shape}")
+        mask = np.ascontiguousarray(mask if mask.dtype == bool else mask != 0)
+    if mask is None or mask.all():
+        return None
+    return mask
+
+
 def dropout_mask(rng, shape, rate, dtype):
     """Keras's dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
     return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(dtype)
@@ -192,11 +223,12 @@ class RNNCell(Layer):
         self._recurrent_dropout_mask = None
 
     # -- the kernels, per cell type --------------------------------------------------
-    def run(self, x, states, h_mask):
-        """Run the forward kernel over ``x (B, T, D)`` from ``states``.
+    def run(self, x, states, h_mask, mask=None):
+        """Run the forward kernel over ``x (B, T, D)`` from ``states``; ``mask (B, T)``
+        bool or None, the real steps (at the others the states pass through unchanged).
 
-        Returns ``(hs (B, T, H), saved)``: every output and what :meth:`run_backward`
-        needs besides ``x``, ``states`` and the mask.
+        Returns ``(hs (B, T, H), saved)``: every state and what :meth:`run_backward`
+        needs besides ``x``, ``states`` and the masks.
         """
         raise NotImplementedError
 
@@ -204,10 +236,10 @@ class RNNCell(Layer):
         """The states after the last step (T >= 1), as new arrays."""
         raise NotImplementedError
 
-    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals):
+    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         """Run the backward kernel: ``dhs (B, T, H)`` or None is the gradient on every
-        output, ``d_finals`` one gradient (or None) per final state. Returns ``(dx,
-        d_states, d_kernel, d_recurrent_kernel, d_bias)``."""
+        state, ``d_finals`` one gradient (or None) per final state, ``mask`` as given to
+        :meth:`run`. Returns ``(dx, d_states, d_kernel, d_recurrent_kernel, d_bias)``."""
         raise NotImplementedError
 
     # -- one step --------------------------------------------------------------------
@@ -294,10 +326,21 @@ class RNN(RecurrentStepMixin, Layer):
     """The time loop around a cell (Keras's ``RNN``): subclasses make their cell in
     ``__init__`` and pass it to :meth:`_setup`.
 
-    Calling ``layer(x, initial_state=None, training=False)`` with ``x (B, T, D)`` runs the
-    forward pass and keeps what backward needs (after any call, not only training ones).
-    It returns ``(B, T, H)`` with ``return_sequences`` else ``(B, H)``, and with
-    ``return_state`` the list ``[output, *final_states]``. ``layer.backward(grad)`` takes
+    Calling ``layer(x, initial_state=None, training=False, mask=None, lengths=None)``
+    with ``x (B, T, D)`` runs the forward pass and keeps what backward needs (after any
+    call, not only training ones). It returns ``(B, T, H)`` with ``return_sequences``
+    else ``(B, H)``, and with ``return_state`` the list ``[output, *final_states]``.
+
+    Variable-length sequences: ``mask (B, T)`` (bool; True for a real step, False for
+    padding, as Keras's masks) or ``lengths (B,)`` (ints, PyTorch's style for
+    right-padded batches: the first ``lengths[b]`` steps of row ``b`` are real). At a
+    padded step the states pass through unchanged (Keras's semantics), so the last
+    output without ``return_sequences`` and the final states are each sequence's states
+    after its last real step; with ``return_sequences`` a padded step outputs zeros (as
+    PyTorch's ``pad_packed_sequence``, and Keras's ``Bidirectional``). Padded steps get
+    no gradient: ``dx`` is zero there. With ``go_backwards`` the mask is reversed along
+    with the sequence (as Keras does), so a right-padded sequence is read from its own
+    last real step. ``layer.backward(grad)`` takes
     the gradient of that output (a list of the same structure with ``return_state``,
     entries may be None), returns ``dx (B, T, D)``, sets ``grads`` and
     ``initial_state_grad`` (one array per state). Dropout is active only when
@@ -331,15 +374,30 @@ class RNN(RecurrentStepMixin, Layer):
         self.built = True
 
     # -- forward ---------------------------------------------------------------------
-    def call(self, inputs, initial_state=None, training=False):
+    def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
         names = self.cell.state_names
         states = ([None] * len(names) if initial_state is None
                   else self.cell.state_list(initial_state))
         outs = self._run([inputs, *states], training=training,
-                         states_given=initial_state is not None)
+                         states_given=initial_state is not None, mask=mask,
+                         lengths=lengths)
         return list(outs) if self.return_state else outs[0]
 
-    def compute_output_spec(self, inputs, initial_state=None, training=False):
+    def compute_mask(self, inputs, mask=None):
+        """The output's mask (Keras's): the input's with ``return_sequences`` (reversed
+        with ``go_backwards``, like the output), else None; with ``return_state`` a list,
+        None for each state."""
+        out = None
+        if self.return_sequences and mask is not None:
+            out = np.asarray(engine.value_of(mask))
+            if self.go_backwards:
+                out = out[:, ::-1]
+        if self.return_state:
+            return [out] + [None] * len(self.cell.state_names)
+        return out
+
+    def compute_output_spec(self, inputs, initial_state=None, training=False, mask=None,
+                            lengths=None):
         if len(inputs.shape) != 3:
             raise ValueError(f"expected input shape (batch, time, features), got "
                              f"{inputs.shape}")
@@ -352,7 +410,8 @@ class RNN(RecurrentStepMixin, Layer):
         return [out] + [engine.SymbolicTensor((B, H), self.dtype)
                         for _ in self.cell.state_names]
 
-    def _forward(self, inputs, training=False, states_given=True):
+    def _forward(self, inputs, training=False, states_given=True, mask=None,
+                 lengths=None):
         x = as_input("input", inputs[0], self.dtype, 3, "(batch, time, features)")
         self._maybe_build(x.shape)
         B, T, D = x.shape
@@ -361,8 +420,11 @@ class RNN(RecurrentStepMixin, Layer):
             raise ValueError(f"expected input with {cell.input_dim} features (the built "
                              f"input size), got shape {x.shape}")
         states = cell.check_states(inputs[1:] if states_given else None, B)
+        real = sequence_mask(mask, lengths, B, T)   # (B, T) bool, or None: all real
         if self.go_backwards:
             x = np.ascontiguousarray(x[:, ::-1])
+            if real is not None:
+                real = np.ascontiguousarray(real[:, ::-1])
         x_mask = h_mask = None
         if training:
             cell.reset_dropout_mask()
@@ -371,20 +433,23 @@ class RNN(RecurrentStepMixin, Layer):
             h_mask = cell.get_recurrent_dropout_mask(B)
         if x_mask is not None:
             x = x * x_mask[:, None, :]
-        hs, saved = cell.run(x, states, h_mask)
+        hs, saved = cell.run(x, states, h_mask, real)
+        # with a mask, hs[:, T-1] holds each sequence's states after its last real step
         finals = cell.final_states(hs, saved) if T > 0 else [s.copy() for s in states]
         output = hs if self.return_sequences else finals[0]
+        if self.return_sequences and real is not None:
+            output = np.where(real[:, :, None], hs, 0)   # zeros at the padded steps
         if self.return_state:
             if not self.return_sequences:
                 finals[0] = finals[0].copy()  # the output and h_last: two arrays
             outputs = [output, *finals]
         else:
             outputs = [output]
-        return outputs, (x, states, h_mask, hs, saved, x_mask)
+        return outputs, (x, states, h_mask, hs, saved, x_mask, real)
 
     # -- backward --------------------------------------------------------------------
     def _backward(self, cache, d_outputs):
-        x, states, h_mask, hs, saved, x_mask = cache
+        x, states, h_mask, hs, saved, x_mask, real = cache
         B, T, _ = x.shape
         H = self.cell.units
         names = self.cell.state_names
@@ -395,10 +460,12 @@ class RNN(RecurrentStepMixin, Layer):
         d_finals = [check_grad(f"d_{s}_last", g, (B, H), self.dtype)
                     for s, g in zip(names, d_finals)]
         dhs = d_out if self.return_sequences else None
+        if dhs is not None and real is not None:
+            dhs = np.where(real[:, :, None], dhs, 0)   # padded steps output a constant 0
         if not self.return_sequences and d_out is not None:
             d_finals[0] = d_out if d_finals[0] is None else d_finals[0] + d_out
         dx, d_states, dW_x, dW_h, db = self.cell.run_backward(x, states, h_mask, hs,
-                                                              saved, dhs, d_finals)
+                                                              saved, dhs, d_finals, real)
         if x_mask is not None:
             dx *= x_mask[:, None, :]
         if self.go_backwards:

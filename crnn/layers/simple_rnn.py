@@ -47,19 +47,19 @@ class SimpleRNNCell(RNNCell):
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
                     bias_initializer, dropout, recurrent_dropout, seed, backend)
 
-    def run(self, x, states, h_mask):
+    def run(self, x, states, h_mask, mask=None):
         hs = self.kernels().simple_rnn_forward(x, states[0], self.kernel,
                                                self.recurrent_kernel, self.bias,
-                                               self.activation, h_mask)
+                                               self.activation, h_mask, mask)
         return hs, None
 
     def final_states(self, hs, saved):
         return [hs[:, -1].copy()]
 
-    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals):
+    def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         dx, dh0, dW_x, dW_h, db = self.kernels().simple_rnn_backward(
             x, states[0], self.kernel, self.recurrent_kernel, hs, dhs, d_finals[0],
-            self.activation, h_mask)
+            self.activation, h_mask, mask)
         return dx, [dh0], dW_x, dW_h, db
 
 

@@ -99,6 +99,9 @@ class TimeDistributed(Layer):
         return engine.SymbolicTensor(tuple(inputs.shape[:2]) + tuple(spec.shape[1:]),
                                      spec.dtype)
 
+    # The mask of the steps passes through unchanged (the layer runs on each step alone).
+    supports_masking = True
+
     # -- calling ---------------------------------------------------------------------
     def call(self, inputs, training=False):
         x = inputs if isinstance(inputs, engine.Tensor) else np.asarray(inputs)
@@ -188,6 +191,16 @@ class Bidirectional(Layer):
     ``return_state`` it returns ``[output, *forward_states, *backward_states]`` (with
     ``merge_mode=None``: ``[fwd, bwd, *forward_states, *backward_states]``).
     ``initial_state`` is a list: the forward layer's states, then the backward layer's.
+
+    Variable-length sequences: ``mask (B, T)`` or ``lengths (B,)`` as for the recurrent
+    layers go to both. The backward layer reverses the mask along with the sequence
+    (``go_backwards``), so it reads each sequence from that sequence's own last real step
+    back to its first, and never a padded step before a real one: what PyTorch's packed
+    sequences compute (a plain reversal of the padded array would start the backward
+    direction on the padding). This holds for any mask, right-padded or not: the
+    backward direction runs over the real steps in reverse order, the padded steps
+    passing its state through. With ``return_sequences`` both directions output zeros at
+    the padded steps.
 
     Weights: the forward layer's, then the backward layer's (Keras's order). ``params``
     and ``grads`` are views built on each access, ``{"forward/<name>": array,
@@ -306,7 +319,8 @@ class Bidirectional(Layer):
                              f"{names}, got {len(states)}")
         return states[:nf], states[nf:]
 
-    def compute_output_spec(self, inputs, initial_state=None, training=False):
+    def compute_output_spec(self, inputs, initial_state=None, training=False, mask=None,
+                            lengths=None):
         self._check_shape(inputs.shape)
         self._split_states(initial_state)
         self._maybe_build(inputs.shape)
@@ -327,13 +341,26 @@ class Bidirectional(Layer):
         return outputs + [spec(s) for s in f[1:] + b[1:]]
 
     # -- calling ---------------------------------------------------------------------
-    def call(self, inputs, initial_state=None, training=False):
+    def compute_mask(self, inputs, mask=None):
+        """As a recurrent layer's: the input's mask with ``return_sequences`` (the merged
+        output is in time order), else None; with ``return_state`` None for each state."""
+        out = None if not self.return_sequences else mask
+        outputs = [out, out] if self.merge_mode is None else [out]
+        if not self.return_state:
+            return outputs[0] if self.merge_mode is not None else outputs
+        n = (len(self.forward_layer.cell.state_names)
+             + len(self.backward_layer.cell.state_names))
+        return outputs + [None] * n
+
+    def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
         self._check_shape(_shape_of(inputs))
         forward_state, backward_state = self._split_states(initial_state)
         self._maybe_build(_shape_of(inputs))
-        y = self.forward_layer(inputs, initial_state=forward_state, training=training)
+        y = self.forward_layer(inputs, initial_state=forward_state, training=training,
+                               mask=mask, lengths=lengths)
+        # (the backward layer reverses the mask with the sequence: see the docstring)
         y_rev = self.backward_layer(inputs, initial_state=backward_state,
-                                    training=training)
+                                    training=training, mask=mask, lengths=lengths)
         states = []
         if self.return_state:
             states = list(y[1:]) + list(y_rev[1:])

@@ -17,6 +17,11 @@ block ``U_h = W_h[:, 2H:]`` (``U_z``, ``U_r`` the first two)::
     xz, xr, xh = x_t @ W_x + b
     z = ract(xz + hm @ U_z)    r = ract(xr + hm @ U_r)    n = act(xh + (r * hm) @ U_h)
     h_t = z * h_{t-1} + (1 - z) * n
+
+With a mask of real steps ``mask (B, T)`` (nonzero: real, zero: padding), a padded step
+leaves the state as it was (``h_t = h_{t-1}``; its ``gates`` and ``hn`` zero): the state
+after a sequence's last real step is carried to ``hs[:, T-1]``. Its gradient passes
+straight through to ``h_{t-1}``, and the step's input and the weights get nothing from it.
 """
 import numpy as np
 
@@ -25,17 +30,19 @@ from crnn.activations import FUNCTIONS, GRADIENTS, check as _check_activation
 
 
 def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
-                recurrent_activation="sigmoid", recurrent_mask=None):
+                recurrent_activation="sigmoid", recurrent_mask=None, mask=None):
     """Run a GRU from the state ``h0``.
 
     Shapes: ``x (B, T, D)``, ``h0 (B, H)``, ``W_x (D, 3H)``, ``W_h (H, 3H)``, ``b (2, 3H)``
     (``reset_after=True``) or ``(3H,)`` (``reset_after=False``), ``recurrent_mask (B, H)``
-    or None. Returns ``hs (B, T, H)``, every state; ``gates (B, T, 3H)``, the activated
-    ``z, r, n`` of every step; ``hn (B, T, H)``, what backward needs besides: ``hh`` (the
-    recurrent part of the candidate) with ``reset_after=True``, ``r * hm`` (the input of
-    the product with ``U_h``) with ``reset_after=False``.
+    or None, ``mask (B, T)`` (bool or uint8) or None. Returns ``hs (B, T, H)``, every
+    state; ``gates (B, T, 3H)``, the activated ``z, r, n`` of every step; ``hn (B, T,
+    H)``, what backward needs besides: ``hh`` (the recurrent part of the candidate) with
+    ``reset_after=True``, ``r * hm`` (the input of the product with ``U_h``) with
+    ``reset_after=False``.
     """
     B, T, D, H = _checks.gru_forward(x, h0, W_x, W_h, b, reset_after, recurrent_mask)
+    mask = _checks.step_mask(mask, B, T)
     act = FUNCTIONS[_check_activation(activation)]
     ract = FUNCTIONS[_check_activation(recurrent_activation)]
     hs = np.empty((B, T, H), dtype=x.dtype)
@@ -50,22 +57,28 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
             z = ract(xz + hz)                      # 3. update gate
             r = ract(xr + hr)                      # 3. reset gate
             n = act(xh + r * hh)                   # 4. candidate, reset after the product
-            hn[:, t] = hh
+            hn_t = hh
         else:
             xz, xr, xh = np.split(x[:, t] @ W_x + b, 3, axis=1)     # 1. input projection
             z = ract(xz + hm @ W_h[:, :H])         # 2-3. update gate
             r = ract(xr + hm @ W_h[:, H:2 * H])    # 2-3. reset gate
             q = r * hm                             # 4. reset before the product ...
             n = act(xh + q @ W_h[:, 2 * H:])       # 4. ... candidate
-            hn[:, t] = q
-        h = z * h + (1 - z) * n                    # 5. interpolation, unmasked h_{t-1}
-        hs[:, t] = h
-        gates[:, t] = np.concatenate([z, r, n], axis=1)
+            hn_t = q
+        h_new = z * h + (1 - z) * n                # 5. interpolation, unmasked h_{t-1}
+        gates_t = np.concatenate([z, r, n], axis=1)
+        if mask is not None:
+            real = mask[:, t, None] != 0           # 6. padding: the state passes through
+            h_new = np.where(real, h_new, h)
+            gates_t, hn_t = np.where(real, gates_t, 0), np.where(real, hn_t, 0)
+        h = h_new
+        hs[:, t], gates[:, t], hn[:, t] = h, gates_t, hn_t
     return hs, gates, hn
 
 
 def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
-                 activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None):
+                 activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None,
+                 mask=None):
     """Backpropagate through :func:`gru_forward` (BPTT).
 
     ``hs``, ``gates``, ``hn`` are what the forward pass returned. ``dhs (B, T, H)`` is the
@@ -75,6 +88,7 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
     """
     B, T, D, H = _checks.gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last,
                                       reset_after, recurrent_mask)
+    mask = _checks.step_mask(mask, B, T)
     act_grad = GRADIENTS[_check_activation(activation)]
     ract_grad = GRADIENTS[_check_activation(recurrent_activation)]
     dx = np.zeros_like(x)
@@ -86,6 +100,10 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
         h_prev = hs[:, t - 1] if t > 0 else h0
         hm = h_prev if recurrent_mask is None else h_prev * recurrent_mask   # 0. (step t's)
         dh = dh_next if dhs is None else dhs[:, t] + dh_next   # gradient reaching h_t
+        if mask is not None:
+            real = mask[:, t, None] != 0
+            dh_pad = np.where(real, 0, dh)         # 6b. padding: straight to h_{t-1} ...
+            dh = np.where(real, dh, 0)             # ... and nothing into the step
         dz = dh * (h_prev - n)                     # 5b. into the update gate
         dn = dh * (1 - z)                          # 5b. into the candidate
         dh_next = dh * z                           # 5b. into h_{t-1}, directly
@@ -111,6 +129,8 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
         if recurrent_mask is not None:
             dhm = dhm * recurrent_mask             # 2b. ... through the dropout mask
         dh_next = dh_next + dhm                    # 2b. into h_{t-1}, through hm
+        if mask is not None:
+            dh_next = dh_next + dh_pad             # 6b. (the padded rows' gradient)
         dgx = np.concatenate([dxz, dxr, dxh], axis=1)  # gradient of x_t @ W_x + b(_i)
         if reset_after:
             db[0] += dgx.sum(axis=0)               # 1b. input bias

@@ -30,6 +30,10 @@ With ``reset_after=False``, ``b (G,)``::
     4. n = act(xh + b_h + q @ U_h)               (one GEMM per step, then one pass
     5. h_t = z * h_{t-1} + (1 - z) * n            for 4-5)
 
+Either way, on a padded row (the optional mask of real steps ``real (B, T)`` zero at t)::
+
+    6. h_t = h_{t-1}; the row's gates and hn zero (instead of 3-5; hm keeps h_{t-1} * m)
+
 Backward, for t = T-1 .. 0, ``dh_next`` starting as the gradient of ``h_{T-1}`` from
 outside (``dh_last``); every derivative is taken from an output. ``reset_after=True``::
 
@@ -48,6 +52,11 @@ and ``reset_after=False``::
     2b. dhm += [dxz, dxr] @ [U_z, U_r]^T;  dh_next += dhm * m   (one GEMM per step)
     1b. db += [dxz, dxr, dxh]                             (in the two passes)
 
+and either way, on a padded row::
+
+    6b. dh_next += dhs_t (all the gradient reaching h_t goes to h_{t-1}); the row's dg
+        (and dxh) zero, so 2b adds nothing to it (instead of 5b-3b)
+
 and after the loop, each over all B*T rows (``dg`` the buffer of ``[dxz, dxr, dhh]`` or
 ``[dxz, dxr, dxh]``)::
 
@@ -61,6 +70,7 @@ and after the loop, each over all B*T rows (``dg`` the buffer of ``[dxz, dxr, dh
 """
 from cython cimport floating
 from libc.math cimport exp, tanh
+from libc.string cimport memcpy, memset
 
 from crnn._activations cimport RELU, SIGMOID, TANH
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
@@ -259,16 +269,38 @@ cdef inline void _before_reset_row(floating *dg_r, floating *db_r, floating *dq,
             dq[j] = d * r[j]
 
 
+cdef inline void _pass_through(floating *h, const floating *h_prev, floating *g,
+                               floating *hn, Py_ssize_t n) noexcept nogil:
+    """Step 6 for one padded row: h_t = h_{t-1}, the row's gates and hn zero."""
+    memcpy(h, h_prev, n * sizeof(floating))
+    memset(g, 0, 3 * n * sizeof(floating))
+    memset(hn, 0, n * sizeof(floating))
+
+
+cdef inline void _pass_back(floating *dh_next, const floating *dh_seq, floating *dg,
+                            floating *dxh, Py_ssize_t n) noexcept nogil:
+    """Step 6b for one padded row: dh_next += dhs_t; the row's dg (and dxh, where not
+    NULL) zero."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        dh_next[j] += dh_seq[j]
+    memset(dg, 0, 3 * n * sizeof(floating))
+    if dxh != NULL:
+        memset(dxh, 0, n * sizeof(floating))
+
+
 # -- the time loops ----------------------------------------------------------------------
 
 cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *x,
                    const floating *h0, const floating *W_x, const floating *W_rec,
                    BLAS_Trans t_rec, Py_ssize_t off_h, const floating *b,
                    const floating *mask, floating *h_masked, floating *rec,
+                   const unsigned char *real,
                    bint reset_after, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
                    Py_ssize_t H, int act, int ract) noexcept nogil:
     # W_rec is W_h (H, G) (t_rec NoTrans) or its stored transpose (G, H) (t_rec Trans):
     # op(W_rec) = W_h; W_rec + off_h is where U_h begins (2H or 2H*H). rec is (B, G).
+    # real (B, T) or NULL: the mask of real steps (NULL: every step is real).
     cdef Py_ssize_t t, i
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t TG = T * G, TH = T * H
@@ -303,6 +335,10 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
             # 3-5 (and 0 for step t+1)
             for i in range(B):
                 g = gates + i * TG + t * G
+                if real != NULL and not real[i * T + t]:
+                    _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
+                                  hn + i * TH + t * H, H)
+                    continue
                 hm_next = h_masked + i * H if mask != NULL else NULL
                 m = mask + i * H if mask != NULL else NULL
                 if simd:
@@ -323,6 +359,11 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
             # 3. z, r; hn[:, t] = q = r * hm
             for i in range(B):
                 g = gates + i * TG + t * G
+                if real != NULL and not real[i * T + t]:
+                    # 6. a padded row (its q zero: 4's product gives it zero)
+                    _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
+                                  hn + i * TH + t * H, H)
+                    continue
                 if simd:
                     gates_row_f32(<float *> g, <const float *> rec + i * G,
                                   <const float *> b, <const float *> hm + i * ld_hm,
@@ -336,6 +377,8 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
                  rec + 2 * H, <int> G)
             # 4-5 (and 0 for step t+1)
             for i in range(B):
+                if real != NULL and not real[i * T + t]:
+                    continue  # 6. done in 3
                 g = gates + i * TG + t * G
                 hm_next = h_masked + i * H if mask != NULL else NULL
                 m = mask + i * H if mask != NULL else NULL
@@ -390,15 +433,15 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                     const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
                     Py_ssize_t off_h, const floating *hs, const floating *hs_masked,
                     const floating *gates, const floating *hn, const floating *dhs,
-                    bint dhs_given, const floating *mask, bint reset_after,
-                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
-                    int act, int ract) noexcept nogil:
+                    bint dhs_given, const floating *mask, const unsigned char *real,
+                    bint reset_after, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
+                    Py_ssize_t H, int act, int ract) noexcept nogil:
     # dh_next holds the gradient reaching h_{T-1} from outside on entry, dh0 on exit.
     # db (2G with reset_after, else G) must come in zeroed; every other output is written
     # whole. dg is (B, T, G); dxh (B, T, H) is used with reset_after only; dhm (B, H)
     # with a mask or without reset_after. W_rec is W_h (H, G) (t_rec Trans) or its stored
     # transpose (G, H) (t_rec NoTrans): op(W_rec) = W_h^T; W_rec + off_h is where U_h
-    # (resp. U_h^T) begins.
+    # (resp. U_h^T) begins. real (B, T) or NULL: the mask of real steps.
     cdef Py_ssize_t t, i, k
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t TG = T * G, TH = T * H
@@ -419,7 +462,10 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
         if reset_after:
             # 5b-2c. dg[:, t] = [dxz, dxr, dhh], dxh[:, t]; dh_next = dh * z; db
             for i in range(B):
-                if simd:
+                if real != NULL and not real[i * T + t]:
+                    _pass_back(dh_next + i * H, dhs + (i * T + t) * ld_dhs,
+                               dg + i * TG + t * G, dxh + i * TH + t * H, H)
+                elif simd:
                     after_back_row_f32(<float *> dg + i * TG + t * G,
                                        <float *> dxh + i * TH + t * H,
                                        <float *> db + 2 * H, <float *> db + G,
@@ -446,7 +492,10 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
         else:
             # 5b, 4b, 3b. dg[:, t] = [dxz, ., dxh]; dh_next = dh * z; db
             for i in range(B):
-                if simd:
+                if real != NULL and not real[i * T + t]:
+                    _pass_back(dh_next + i * H, dhs + (i * T + t) * ld_dhs,
+                               dg + i * TG + t * G, NULL, H)
+                elif simd:
                     before_back_row_f32(<float *> dg + i * TG + t * G, <float *> db,
                                         <float *> dh_next + i * H,
                                         <const float *> dhs + (i * T + t) * ld_dhs,
@@ -462,6 +511,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                  dhm, <int> H)
             # 4b, 3b. dxr = dq * hm * ract'(r); dq * r into dh_next (or into dhm)
             for i in range(B):
+                if real != NULL and not real[i * T + t]:
+                    continue  # 6b. (its dq is zero: nothing to add)
                 m = mask + i * H if mask != NULL else NULL
                 if simd:
                     before_reset_row_f32(<float *> dg + i * TG + t * G + H,
@@ -516,7 +567,7 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
 # -- the Python entry points -------------------------------------------------------------
 
 def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
-                recurrent_activation="sigmoid", recurrent_mask=None):
+                recurrent_activation="sigmoid", recurrent_mask=None, mask=None):
     """Run a GRU (Keras's: gates z, r, h) over a batch of sequences.
 
     With ``reset_after=True``:
@@ -548,6 +599,9 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
     recurrent_mask : ndarray (B, H) or None
         Recurrent-dropout mask ``m`` (already scaled by ``1 / (1 - rate)``), the same at
         every step; it scales only the ``h_{t-1}`` that enters the products with ``W_h``.
+    mask : ndarray (B, T), bool or uint8, C-contiguous, or None
+        The real steps (nonzero) and the padding (zero): at a padded step the state
+        passes through unchanged and the step's gates and ``hn`` are zero.
 
     Returns
     -------
@@ -560,6 +614,7 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
     act = CODES[_check_activation(activation)]
     ract = CODES[_check_activation(recurrent_activation)]
     B, T, D, H = _checks.gru_forward(x, h0, W_x, W_h, b, reset_after, recurrent_mask)
+    real = _checks.real_steps(mask, B, T)
     dtype = x.dtype
     G = 3 * H
     hs = np.empty((B, T, H), dtype=dtype)
@@ -579,10 +634,11 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
     W_hT = np.empty((G, H), dtype=dtype) if trans_b_faster(B, n_rec, H) else None
     if dtype == np.float32:
         _forward_views[float](hs, gates, hn, x, h0, W_x, W_h, W_hT, b.reshape(-1),
-                              recurrent_mask, h_masked, rec, reset_after, act, ract)
+                              recurrent_mask, h_masked, rec, real, reset_after, act, ract)
     else:
         _forward_views[double](hs, gates, hn, x, h0, W_x, W_h, W_hT, b.reshape(-1),
-                               recurrent_mask, h_masked, rec, reset_after, act, ract)
+                               recurrent_mask, h_masked, rec, real, reset_after, act,
+                               ract)
     return hs, gates, hn
 
 
@@ -592,12 +648,16 @@ cdef void _forward_views(floating[:, :, ::1] hs, floating[:, :, ::1] gates,
                          const floating[:, ::1] W_h, floating[:, ::1] W_hT,
                          const floating[::1] b, const floating[:, ::1] mask,
                          floating[:, ::1] h_masked, floating[:, ::1] rec,
-                         bint reset_after, int act, int ract):
+                         const unsigned char[:, ::1] real, bint reset_after, int act,
+                         int ract):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const unsigned char *real_p = NULL
     cdef const floating *mask_p = NULL
     cdef floating *h_masked_p = NULL
     cdef const floating *W_rec = &W_h[0, 0]
     cdef BLAS_Trans t_rec = NoTrans
+    if real is not None:
+        real_p = &real[0, 0]
     cdef Py_ssize_t off_h = 2 * H
     if mask is not None:
         mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0]
@@ -609,16 +669,17 @@ cdef void _forward_views(floating[:, :, ::1] hs, floating[:, :, ::1] gates,
             W_rec, t_rec, off_h = &W_hT[0, 0], Trans, 2 * H * H
         _forward(&hs[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], &x[0, 0, 0], &h0[0, 0],
                  &W_x[0, 0], W_rec, t_rec, off_h, &b[0], mask_p, h_masked_p, &rec[0, 0],
-                 reset_after, B, T, D, H, act, ract)
+                 real_p, reset_after, B, T, D, H, act, ract)
 
 
 def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
-                 activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None):
+                 activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None,
+                 mask=None):
     """Backpropagate through :func:`gru_forward` (BPTT).
 
     Parameters
     ----------
-    x, h0, W_x, W_h, reset_after, activation, recurrent_activation, recurrent_mask
+    x, h0, W_x, W_h, reset_after, activation, recurrent_activation, recurrent_mask, mask
         As given to the forward pass.
     hs : ndarray (B, T, H)
     gates : ndarray (B, T, 3H)
@@ -642,6 +703,7 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
     ract = CODES[_check_activation(recurrent_activation)]
     B, T, D, H = _checks.gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last,
                                       reset_after, recurrent_mask)
+    real = _checks.real_steps(mask, B, T)
     dtype = x.dtype
     G = 3 * H
     reset_after = bool(reset_after)
@@ -673,11 +735,11 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
     if dtype == np.float32:
         _backward_views[float](dx, dh0, dW_x, dW_h, db.reshape(-1), dg, dxh, dhm, x, h0,
                                h0_masked, W_x, W_h, W_hT, hs, hs_masked, gates, hn, dhs,
-                               recurrent_mask, dhs_given, reset_after, act, ract)
+                               recurrent_mask, real, dhs_given, reset_after, act, ract)
     else:
         _backward_views[double](dx, dh0, dW_x, dW_h, db.reshape(-1), dg, dxh, dhm, x, h0,
                                 h0_masked, W_x, W_h, W_hT, hs, hs_masked, gates, hn, dhs,
-                                recurrent_mask, dhs_given, reset_after, act, ract)
+                                recurrent_mask, real, dhs_given, reset_after, act, ract)
     return dx, dh0, dW_x, dW_h, db
 
 
@@ -691,8 +753,10 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                           const floating[:, :, ::1] hs_masked,
                           const floating[:, :, ::1] gates, const floating[:, :, ::1] hn,
                           const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
-                          bint dhs_given, bint reset_after, int act, int ract):
+                          const unsigned char[:, ::1] real, bint dhs_given,
+                          bint reset_after, int act, int ract):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef const unsigned char *real_p = NULL
     cdef const floating *mask_p = NULL
     cdef floating *dxh_p = NULL
     cdef floating *dhm_p = NULL
@@ -705,6 +769,8 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
         dxh_p = &dxh[0, 0, 0]
     if dhm is not None:
         dhm_p = &dhm[0, 0]
+    if real is not None:
+        real_p = &real[0, 0]
     with nogil:
         if W_hT is not None:
             # W_hT = W_h^T, (3H, H)
@@ -715,4 +781,4 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                   &dg[0, 0, 0], dxh_p, dhm_p, &x[0, 0, 0], &h0[0, 0], &h0_masked[0, 0],
                   &W_x[0, 0], W_rec, t_rec, off_h, &hs[0, 0, 0], &hs_masked[0, 0, 0],
                   &gates[0, 0, 0], &hn[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p,
-                  reset_after, B, T, D, H, act, ract)
+                  real_p, reset_after, B, T, D, H, act, ract)

@@ -17,6 +17,8 @@ recurrent-dropout mask), the gates buffer holding ``z_t`` and then the gates::
     3. i, f, g, o = ract(z_i + b_i), ract(z_f + b_f), act(z_c + b_c), ract(z_o + b_o)
     4. c_t = f * c_{t-1} + i * g
     5. h_t = o * act(c_t)                           (3-5: one fused pass per step)
+    6. on a padded row (the optional mask of real steps ``real (B, T)`` zero at t):
+       h_t = h_{t-1}, c_t = c_{t-1}, the gates zero (instead of 3-5)
 
 Backward, for t = T-1 .. 0, ``dh_next`` and ``dc_next`` starting as the gradients of the
 final ``h`` and ``c`` from outside (``dh_last``, ``dc_last``); ``a = act(c_t)`` is
@@ -27,6 +29,9 @@ recomputed from the stored ``c_t``, every derivative is taken from an output::
     3b. dz_t = [di * ract'(i), df * ract'(f), dg * act'(g), do * ract'(o)]
     3c. db += sum over the batch of dz_t            (5b-3c: one fused pass per step)
     2b. dh_next = (dz_t @ W_h^T) * m                (one GEMM per step; at t = 0, dh0)
+    6b. on a padded row: dz_t = 0 and dc_next unchanged (instead of 5b-3c), and
+        dh_next = dhs_t + dh_next, the gradient reaching h_t, kept aside before 2b and
+        put back after it
 
 and after the loop, each one GEMM over all B*T rows::
 
@@ -38,14 +43,15 @@ and, for float32 with the default activations from a size on (``_packed_path``),
 loops of ``_lstm_packed.h`` over the GEMM of ``_pgemm.h``: the weights packed once per
 call, steps 1 and 2 one GEMM per step, steps 3-5 (and 5b-3c) fused into that GEMM's
 tiles, everything on OpenMP's threads and no BLAS call. Both compute the same formulas;
-results differ in the last bits (summation order).
+results differ in the last bits (summation order). Both take the mask of real steps
+(step 6 and 6b).
 
 ``lstm_forward`` / ``lstm_backward`` have the signatures of their twins in
 ``crnn.reference.lstm``, which define what they compute.
 """
 from cython cimport floating
 from libc.math cimport exp, tanh
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from crnn._activations cimport RELU, SIGMOID, TANH
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
@@ -83,14 +89,15 @@ cdef extern from "_lstm_packed.h" nogil:
     void forward_packed_f32 "crnn_lstm_forward_packed_f32"(
         float *gates, float *hs, float *cs, const float *x, const float *h0,
         const float *c0, const float *W_x, const float *W_h, float *scratch,
-        const float *b, const float *m, float *h_masked, Py_ssize_t B, Py_ssize_t T,
-        Py_ssize_t D, Py_ssize_t H, int threads)
+        const float *b, const float *m, float *h_masked, const unsigned char *real,
+        Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H, int threads)
     void backward_packed_f32 "crnn_lstm_backward_packed_f32"(
         float *dx, float *dW_x, float *dW_h, float *dh_next, float *dc_next, float *db,
         float *dz, float *scratch, const float *x, const float *h0_m, const float *c0,
         const float *W_x, const float *W_h, const float *hs_m, const float *cs,
         const float *gates, const float *dhs, Py_ssize_t ld_dhs, const float *m,
-        Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H, int threads)
+        const unsigned char *real, float *dh_pad, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
+        Py_ssize_t H, int threads)
     int pg_force_isa "crnn_pg_force_isa"(int isa)
     int pg_isa "crnn_pg_isa"()
     int pg_max_threads "crnn_pg_max_threads"()
@@ -197,17 +204,18 @@ cdef inline void _backward_row(floating *dz, floating *db, floating *dc,
 cdef void _forward(floating *gates, floating *hs, floating *cs, const floating *x,
                    const floating *h0, const floating *c0, const floating *W_x,
                    const floating *W_rec, BLAS_Trans t_rec, const floating *b,
-                   const floating *mask, floating *h_masked,
+                   const floating *mask, floating *h_masked, const unsigned char *real,
                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                    int act, int ract) noexcept nogil:
     # W_rec is W_h (H, G) (t_rec NoTrans) or its stored transpose (G, H) (t_rec Trans):
-    # op(W_rec) = W_h.
+    # op(W_rec) = W_h. real (B, T) or NULL: the mask of real steps (NULL: all real).
     cdef Py_ssize_t t, r
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t TG = T * G, TH = T * H
     cdef int ld_rec = <int> (G if t_rec == NoTrans else H)
     cdef const floating *h_prev
     cdef const floating *c_prev
+    cdef const floating *h_last
     cdef Py_ssize_t ld_prev
     # 1. gates = x @ W_x, all B*T rows in one GEMM (the bias joins in step 3)
     gemm(NoTrans, NoTrans, <int> (B * T), <int> G, <int> D, <floating> 1.0,
@@ -229,9 +237,17 @@ cdef void _forward(floating *gates, floating *hs, floating *cs, const floating *
         # 3-5 (and 0 for step t+1). gates[:, t] = activated gates; cs[:, t], hs[:, t]
         for r in range(B):
             c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
-            _forward_row(gates + r * TG + t * G, b, c_prev, cs + r * TH + t * H,
-                         hs + r * TH + t * H, h_masked + r * H if mask != NULL else NULL,
-                         mask + r * H if mask != NULL else NULL, H, act, ract)
+            if real == NULL or real[r * T + t]:
+                _forward_row(gates + r * TG + t * G, b, c_prev, cs + r * TH + t * H,
+                             hs + r * TH + t * H,
+                             h_masked + r * H if mask != NULL else NULL,
+                             mask + r * H if mask != NULL else NULL, H, act, ract)
+            else:
+                # 6. a padded row: the states pass through (h_masked keeps h_{t-1} * m)
+                memcpy(cs + r * TH + t * H, c_prev, H * sizeof(floating))
+                h_last = h0 + r * H if t == 0 else hs + r * TH + (t - 1) * H
+                memcpy(hs + r * TH + t * H, h_last, H * sizeof(floating))
+                memset(gates + r * TG + t * G, 0, G * sizeof(floating))
 
 
 cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating *dW_x,
@@ -240,28 +256,41 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
                     const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
                     const floating *hs_masked, const floating *cs, const floating *gates,
                     const floating *dhs, bint dhs_given, const floating *mask,
+                    const unsigned char *real, floating *dh_pad,
                     Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                     int act, int ract) noexcept nogil:
     # dh_next / dc_next hold the gradients reaching the final h / c from outside on
     # entry, dh0 / dc0 on exit. db must come in zeroed; every other output is written
     # whole. hs_masked / h0_masked are hs * m and h0 * m (or hs and h0 without a mask).
     # W_rec is W_h (H, G) (t_rec Trans) or its stored transpose (G, H) (t_rec NoTrans):
-    # op(W_rec) = W_h^T.
-    cdef Py_ssize_t t, r
+    # op(W_rec) = W_h^T. real (B, T) or NULL: the mask of real steps; dh_pad (B, H)
+    # scratch where real is not NULL.
+    cdef Py_ssize_t t, r, j, padded
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t TG = T * G, TH = T * H
     cdef int ld_rec = <int> (G if t_rec == Trans else H)
     cdef const floating *c_prev
+    cdef const floating *dhs_row
     # With no gradient on the sequence output, dhs points at one row of zeros that every
     # (b, t) reads: a stride of 0 instead of a second copy of the loop.
     cdef Py_ssize_t ld_dhs = H if dhs_given else 0
     for t in range(T - 1, -1, -1):
         # 5b-3c. dz[:, t] from dhs_t + dh_next and dc_next; dc_next = dc * f; db += dz_t
+        padded = 0
         for r in range(B):
-            c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
-            _backward_row(dz + r * TG + t * G, db, dc_next + r * H, dh_next + r * H,
-                          dhs + (r * T + t) * ld_dhs, gates + r * TG + t * G,
-                          cs + r * TH + t * H, c_prev, H, act, ract)
+            if real == NULL or real[r * T + t]:
+                c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
+                _backward_row(dz + r * TG + t * G, db, dc_next + r * H, dh_next + r * H,
+                              dhs + (r * T + t) * ld_dhs, gates + r * TG + t * G,
+                              cs + r * TH + t * H, c_prev, H, act, ract)
+            else:
+                # 6b. a padded row: nothing into the step, dc_next unchanged;
+                # dh_pad = dhs_t + dh_next
+                padded += 1
+                memset(dz + r * TG + t * G, 0, G * sizeof(floating))
+                dhs_row = dhs + (r * T + t) * ld_dhs
+                for j in range(H):
+                    dh_pad[r * H + j] = dh_next[r * H + j] + dhs_row[j]
         # 2b. dh_next = dz[:, t] @ W_h^T
         gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
              dz + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dh_next, <int> H)
@@ -269,6 +298,11 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
             # ... * m: recurrent dropout passed only the kept units of h_{t-1}
             for r in range(B * H):
                 dh_next[r] *= mask[r]
+        if padded:
+            # 6b. a padded row passes its gradient straight to h_{t-1}
+            for r in range(B):
+                if not real[r * T + t]:
+                    memcpy(dh_next + r * H, dh_pad + r * H, H * sizeof(floating))
     # 1b. dW_x = x^T @ dz and dx = dz @ W_x^T, over all B*T rows
     gemm(Trans, NoTrans, <int> D, <int> G, <int> (B * T), <floating> 1.0,
          x, <int> D, dz, <int> G, <floating> 0.0, dW_x, <int> G)
@@ -298,20 +332,24 @@ cdef void _forward_packed(float[:, :, ::1] gates, float[:, :, ::1] hs, float[:, 
                           const float[:, ::1] c0, const float[:, ::1] W_x,
                           const float[:, ::1] W_h, const float[::1] b,
                           const float[:, ::1] mask, float[:, :, ::1] h_masked,
-                          float[::1] scratch, int threads):
+                          const unsigned char[:, ::1] real, float[::1] scratch,
+                          int threads):
     # The float32 default-activation forward over the packed GEMM (_lstm_packed.h), steps
-    # 0-5 all on its threads; h_masked (2, B, H) with a mask, scratch
+    # 0-6 all on its threads; h_masked (2, B, H) with a mask, scratch
     # forward_scratch(B, D, H, pg_max_threads()) + 16 floats.
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const float *mask_p = NULL
     cdef float *h_masked_p = NULL
+    cdef const unsigned char *real_p = NULL
     if mask is not None:
         mask_p, h_masked_p = &mask[0, 0], &h_masked[0, 0, 0]
+    if real is not None:
+        real_p = &real[0, 0]
     with nogil:
         forward_packed_f32(&gates[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &x[0, 0, 0],
                            &h0[0, 0], &c0[0, 0], &W_x[0, 0], &W_h[0, 0],
-                           pg_align(&scratch[0]), &b[0], mask_p, h_masked_p, B, T, D, H,
-                           threads)
+                           pg_align(&scratch[0]), &b[0], mask_p, h_masked_p, real_p,
+                           B, T, D, H, threads)
 
 
 cdef void _backward_packed(float[:, :, ::1] dx, float[:, ::1] dh_next,
@@ -321,22 +359,27 @@ cdef void _backward_packed(float[:, :, ::1] dx, float[:, ::1] dh_next,
                            const float[:, ::1] W_x, const float[:, ::1] W_h,
                            const float[:, :, ::1] hs_masked, const float[:, :, ::1] cs,
                            const float[:, :, ::1] gates, const float[:, :, ::1] dhs,
-                           const float[:, ::1] mask, bint dhs_given, float[::1] scratch,
+                           const float[:, ::1] mask, const unsigned char[:, ::1] real,
+                           float[:, ::1] dh_pad, bint dhs_given, float[::1] scratch,
                            int threads):
     # The float32 default-activation backward over the packed GEMM (_lstm_packed.h), every
-    # step (5b-1b, 2c) on its threads; scratch backward_scratch(D, H, pg_max_threads())
-    # + 16 floats.
+    # step (6b-1b, 2c) on its threads; scratch backward_scratch(D, H, pg_max_threads())
+    # + 16 floats; dh_pad (B, H) with real.
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const float *mask_p = NULL
+    cdef const unsigned char *real_p = NULL
+    cdef float *dh_pad_p = NULL
     if mask is not None:
         mask_p = &mask[0, 0]
+    if real is not None:
+        real_p, dh_pad_p = &real[0, 0], &dh_pad[0, 0]
     with nogil:
         backward_packed_f32(&dx[0, 0, 0], &dW_x[0, 0], &dW_h[0, 0], &dh_next[0, 0],
                             &dc_next[0, 0], &db[0], &dz[0, 0, 0], pg_align(&scratch[0]),
                             &x[0, 0, 0], &h0_masked[0, 0], &c0[0, 0], &W_x[0, 0],
                             &W_h[0, 0], &hs_masked[0, 0, 0], &cs[0, 0, 0], &gates[0, 0, 0],
-                            &dhs[0, 0, 0], H if dhs_given else 0, mask_p, B, T, D, H,
-                            threads)
+                            &dhs[0, 0, 0], H if dhs_given else 0, mask_p, real_p, dh_pad_p,
+                            B, T, D, H, threads)
 
 
 # Which time loop runs the float32 default-activation case: None chooses by shape
@@ -399,7 +442,7 @@ def _packed_path(dtype, int act, int ract, Py_ssize_t B, Py_ssize_t D, Py_ssize_
 
 
 def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation="sigmoid",
-                 recurrent_mask=None):
+                 recurrent_mask=None, mask=None):
     """Run an LSTM (Keras's: gates i, f, c, o) over a batch of sequences.
 
     .. math::
@@ -422,6 +465,9 @@ def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation
     recurrent_mask : ndarray (B, H) or None
         Recurrent-dropout mask ``m`` (already scaled by ``1 / (1 - rate)``), the same at
         every step; it scales only the ``h_{t-1}`` that enters the product with ``W_h``.
+    mask : ndarray (B, T), bool or uint8, C-contiguous, or None
+        The real steps (nonzero) and the padding (zero): at a padded step both states
+        pass through unchanged and the step's gates are zero.
 
     Returns
     -------
@@ -432,6 +478,7 @@ def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation
     act = CODES[_check_activation(activation)]
     ract = CODES[_check_activation(recurrent_activation)]
     B, T, D, H = _checks.lstm_forward(x, h0, c0, W_x, W_h, b, recurrent_mask)
+    real = _checks.real_steps(mask, B, T)
     dtype = x.dtype
     hs = np.empty((B, T, H), dtype=dtype)
     cs = np.empty((B, T, H), dtype=dtype)
@@ -443,17 +490,17 @@ def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation
                     else np.empty((2, B, H), dtype=dtype))
         scratch = np.empty(_forward_scratch_size(B, D, H) + 16, dtype=dtype)
         _forward_packed(gates, hs, cs, x, h0, c0, W_x, W_h, b, recurrent_mask, h_masked,
-                        scratch, pg_max_threads())
+                        real, scratch, pg_max_threads())
         return hs, cs, gates
     h_masked = None if recurrent_mask is None else np.empty((B, H), dtype=dtype)
     # Step 2 multiplies by W_h, or by a transposed copy where BLAS is faster so.
     W_hT = np.empty((4 * H, H), dtype=dtype) if trans_b_faster(B, 4 * H, H) else None
     if dtype == np.float32:
         _forward_views[float](gates, hs, cs, x, h0, c0, W_x, W_h, W_hT, b, recurrent_mask,
-                              h_masked, act, ract)
+                              h_masked, real, act, ract)
     else:
         _forward_views[double](gates, hs, cs, x, h0, c0, W_x, W_h, W_hT, b,
-                               recurrent_mask, h_masked, act, ract)
+                               recurrent_mask, h_masked, real, act, ract)
     return hs, cs, gates
 
 
@@ -463,10 +510,13 @@ cdef void _forward_views(floating[:, :, ::1] gates, floating[:, :, ::1] hs,
                          const floating[:, ::1] W_x, const floating[:, ::1] W_h,
                          floating[:, ::1] W_hT, const floating[::1] b,
                          const floating[:, ::1] mask, floating[:, ::1] h_masked,
-                         int act, int ract):
+                         const unsigned char[:, ::1] real, int act, int ract):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const floating *mask_p = NULL
     cdef floating *h_masked_p = NULL
+    cdef const unsigned char *real_p = NULL
+    if real is not None:
+        real_p = &real[0, 0]
     cdef const floating *W_rec = &W_h[0, 0]
     cdef BLAS_Trans t_rec = NoTrans
     if mask is not None:
@@ -478,17 +528,18 @@ cdef void _forward_views(floating[:, :, ::1] gates, floating[:, :, ::1] hs,
                       <int> H)
             W_rec, t_rec = &W_hT[0, 0], Trans
         _forward(&gates[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0], &x[0, 0, 0], &h0[0, 0],
-                 &c0[0, 0], &W_x[0, 0], W_rec, t_rec, &b[0], mask_p, h_masked_p,
+                 &c0[0, 0], &W_x[0, 0], W_rec, t_rec, &b[0], mask_p, h_masked_p, real_p,
                  B, T, D, H, act, ract)
 
 
 def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
-                  activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None):
+                  activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None,
+                  mask=None):
     """Backpropagate through :func:`lstm_forward` (BPTT).
 
     Parameters
     ----------
-    x, h0, c0, W_x, W_h, activation, recurrent_activation, recurrent_mask
+    x, h0, c0, W_x, W_h, activation, recurrent_activation, recurrent_mask, mask
         As given to the forward pass.
     hs, cs : ndarray (B, T, H)
         The hidden and cell states the forward pass returned.
@@ -512,6 +563,7 @@ def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
     ract = CODES[_check_activation(recurrent_activation)]
     B, T, D, H = _checks.lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last,
                                        dc_last, recurrent_mask)
+    real = _checks.real_steps(mask, B, T)
     dtype = x.dtype
     G = 4 * H
     dx = np.empty((B, T, D), dtype=dtype)
@@ -532,11 +584,12 @@ def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
     else:
         hs_masked = hs * recurrent_mask[:, None, :]
         h0_masked = h0 * recurrent_mask
+    dh_pad = None if real is None else np.empty((B, H), dtype=dtype)
     if _packed_path(dtype, act, ract, B, D, H):
         scratch = np.empty(_backward_scratch_size(D, H) + 16, dtype=dtype)
         _backward_packed(dx, dh0, dc0, dW_x, dW_h, db, dz, x, h0_masked, c0, W_x, W_h,
-                         hs_masked, cs, gates, dhs, recurrent_mask, dhs_given, scratch,
-                         pg_max_threads())
+                         hs_masked, cs, gates, dhs, recurrent_mask, real, dh_pad,
+                         dhs_given, scratch, pg_max_threads())
         return dx, dh0, dc0, dW_x, dW_h, db
     # Step 2b multiplies by W_h^T, as W_h with Trans or, where BLAS is faster so, as a
     # transposed copy without.
@@ -544,11 +597,11 @@ def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
     if dtype == np.float32:
         _backward_views[float](dx, dh0, dc0, dW_x, dW_h, db, dz, x, h0_masked, c0, W_x,
                                W_h, W_hT, hs_masked, cs, gates, dhs, recurrent_mask,
-                               dhs_given, act, ract)
+                               real, dh_pad, dhs_given, act, ract)
     else:
         _backward_views[double](dx, dh0, dc0, dW_x, dW_h, db, dz, x, h0_masked, c0, W_x,
                                 W_h, W_hT, hs_masked, cs, gates, dhs, recurrent_mask,
-                                dhs_given, act, ract)
+                                real, dh_pad, dhs_given, act, ract)
     return dx, dh0, dc0, dW_x, dW_h, db
 
 
@@ -561,9 +614,14 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                           const floating[:, :, ::1] hs_masked,
                           const floating[:, :, ::1] cs, const floating[:, :, ::1] gates,
                           const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
+                          const unsigned char[:, ::1] real, floating[:, ::1] dh_pad,
                           bint dhs_given, int act, int ract):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const floating *mask_p = NULL
+    cdef const unsigned char *real_p = NULL
+    cdef floating *dh_pad_p = NULL
+    if real is not None:
+        real_p, dh_pad_p = &real[0, 0], &dh_pad[0, 0]
     cdef const floating *W_rec = &W_h[0, 0]
     cdef BLAS_Trans t_rec = Trans
     if mask is not None:
@@ -577,7 +635,8 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
         _backward(&dx[0, 0, 0], &dh_next[0, 0], &dc_next[0, 0], &dW_x[0, 0], &dW_h[0, 0],
                   &db[0], &dz[0, 0, 0], &x[0, 0, 0], &h0_masked[0, 0], &c0[0, 0],
                   &W_x[0, 0], W_rec, t_rec, &hs_masked[0, 0, 0], &cs[0, 0, 0],
-                  &gates[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p, B, T, D, H, act, ract)
+                  &gates[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p, real_p, dh_pad_p,
+                  B, T, D, H, act, ract)
 
 
 def _row_stride(a, name):

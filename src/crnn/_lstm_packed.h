@@ -166,45 +166,79 @@ static void crnn_lstm_pack_at(const float *S, const float *first, Py_ssize_t shi
 /* Forward steps 3-5 for rows [r0, r1) and units [u0, u0 + nu) of step t, from the
  * staged tile zs (rows of 64: i, f, g, o of 16 units; zs holds row r0 first) into the
  * gate buffer z_t (the tile's units at z + u0, rows ldz apart); c_t and h_t rows ldh
- * apart, c_prev rows ldp apart, h_masked and m rows H apart. */
+ * apart, c_prev rows ldp apart, h_prev (h_{t-1}) rows ldq apart, h_masked (step t+1's
+ * h * m), hm_prev (step t's) and m rows H apart. real_t: the mask of real steps at
+ * step t, rows T apart (NULL: every row real); on a padded row, step 6 instead: c_t and
+ * h_t (and h * m) are carried over and the gates are zero. */
 CRNN_CLONES static void
 crnn_lstm_forward_tile_f32(const float *zs, float *z, Py_ssize_t ldz, const float *b,
                            const float *c_prev, Py_ssize_t ldp, float *c, float *h,
                            Py_ssize_t ldh, float *h_masked, const float *m, Py_ssize_t H,
-                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0, Py_ssize_t nu)
+                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0, Py_ssize_t nu,
+                           const unsigned char *real_t, Py_ssize_t T, const float *h_prev,
+                           Py_ssize_t ldq, const float *hm_prev)
 {
-    for (Py_ssize_t r = r0; r < r1; r++)
+    for (Py_ssize_t r = r0; r < r1; r++) {
+        if (real_t != NULL && !real_t[r * T]) {
+            /* 6. a padded row: the states pass through, the gates are zero */
+            for (int g = 0; g < 4; g++)
+                memset(z + r * ldz + g * H + u0, 0, nu * sizeof(float));
+            memcpy(c + r * ldh + u0, c_prev + r * ldp + u0, nu * sizeof(float));
+            memcpy(h + r * ldh + u0, h_prev + r * ldq + u0, nu * sizeof(float));
+            if (m != NULL)
+                memcpy(h_masked + r * H + u0, hm_prev + r * H + u0, nu * sizeof(float));
+            continue;
+        }
         crnn_lstm_forward_units_f32(zs + (r - r0) * CRNN_PG_NR, CRNN_LP_FU, z + r * ldz + u0,
                                     b + u0, c_prev + r * ldp + u0, c + r * ldh + u0,
                                     h + r * ldh + u0,
                                     m == NULL ? NULL : h_masked + r * H + u0,
                                     m == NULL ? NULL : m + r * H + u0, H, nu);
+    }
 }
 
 /* Backward: dh_next *= m (when m is not NULL), then, when dz is not NULL, steps 5b-3c of
  * step s for rows [r0, r1) and units [u0, u0 + nu): dz_s, gates_s, c_s rows ldz / ldz /
  * ldh apart, c_prev rows ldp apart, dhs_s rows ld_dhs apart (0: one row of zeros),
- * dh_next, dc_next and m rows H apart. */
+ * dh_next, dc_next, m and dh_pad rows H apart. With a mask of real steps (real_t at step
+ * t = s + 1 and real_s at step s, rows T apart; NULL: every row real), step 6b: a row
+ * padded at t takes dh_pad (the gradient that reached h_t) as dh_next instead of the
+ * product's zero, and a row padded at s gets dz_s = 0, keeps dc_next, and leaves
+ * dh_next + dhs_s in dh_pad for the next call. */
 CRNN_CLONES static void
 crnn_lstm_backward_tile_f32(float *dz, Py_ssize_t ldz, float *db, float *dc_next,
                             float *dh_next, const float *m, const float *dhs_s,
                             Py_ssize_t ld_dhs, const float *gates_s, const float *c_s,
                             Py_ssize_t ldh, const float *c_prev, Py_ssize_t ldp,
                             Py_ssize_t H, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0,
-                            Py_ssize_t nu)
+                            Py_ssize_t nu, const unsigned char *real_t,
+                            const unsigned char *real_s, Py_ssize_t T, float *dh_pad)
 {
     for (Py_ssize_t r = r0; r < r1; r++) {
         float *dh = dh_next + r * H + u0;
-        if (m != NULL) {
+        if (real_t != NULL && !real_t[r * T]) {
+            memcpy(dh, dh_pad + r * H + u0, nu * sizeof(float));   /* 6b. (step t) */
+        } else if (m != NULL) {
             const float *mr = m + r * H + u0;
             for (Py_ssize_t j = 0; j < nu; j++)
                 dh[j] *= mr[j];
         }
-        if (dz != NULL)
-            crnn_lstm_backward_units_f32(dz + r * ldz + u0, db + u0, dc_next + r * H + u0,
-                                         dh, dhs_s + r * ld_dhs + u0,
-                                         gates_s + r * ldz + u0, c_s + r * ldh + u0,
-                                         c_prev + r * ldp + u0, H, nu);
+        if (dz == NULL)
+            continue;
+        if (real_s != NULL && !real_s[r * T]) {
+            /* 6b. (step s) nothing into the step; its gradient goes on to h_{s-1} */
+            const float *ds = dhs_s + r * ld_dhs + u0;
+            float *dp = dh_pad + r * H + u0;
+            for (Py_ssize_t j = 0; j < nu; j++)
+                dp[j] = dh[j] + ds[j];
+            for (int g = 0; g < 4; g++)
+                memset(dz + r * ldz + g * H + u0, 0, nu * sizeof(float));
+            continue;
+        }
+        crnn_lstm_backward_units_f32(dz + r * ldz + u0, db + u0, dc_next + r * H + u0,
+                                     dh, dhs_s + r * ld_dhs + u0,
+                                     gates_s + r * ldz + u0, c_s + r * ldh + u0,
+                                     c_prev + r * ldp + u0, H, nu);
     }
 }
 
@@ -221,8 +255,9 @@ static void
 crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                              const float *h0, const float *c0, const float *W_x,
                              const float *W_h, float *scratch, const float *b,
-                             const float *m, float *h_masked, Py_ssize_t B, Py_ssize_t T,
-                             Py_ssize_t D, Py_ssize_t H, int threads)
+                             const float *m, float *h_masked, const unsigned char *real,
+                             Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
+                             int threads)
 {
     const int isa = crnn_pg_isa();
     const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H;
@@ -261,6 +296,7 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
             else
                 A = hs + (t - 1) * H, lda = TH;
             const float *c_prev = t == 0 ? c0 : cs + (t - 1) * H;
+            const float *h_prev = t == 0 ? h0 : hs + (t - 1) * H;
             const Py_ssize_t ldp = t == 0 ? H : TH;
             for (Py_ssize_t i = i0; i < i1; i++) {
                 const Py_ssize_t p = i / nq, u0 = p * CRNN_LP_FU;
@@ -280,7 +316,9 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                                            cs + t * H, hs + t * H, TH,
                                            m == NULL ? NULL
                                                      : h_masked + ((t + 1) & 1) * B * H,
-                                           m, H, r0, r1, u0, nu);
+                                           m, H, r0, r1, u0, nu,
+                                           real == NULL ? NULL : real + t, T, h_prev, ldp,
+                                           m == NULL ? NULL : h_masked + (t & 1) * B * H);
             }
             crnn_pg_barrier(&bar, nth, tid, &sense);
         }
@@ -299,8 +337,9 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
                               const float *x, const float *h0_m, const float *c0,
                               const float *W_x, const float *W_h, const float *hs_m,
                               const float *cs, const float *gates, const float *dhs,
-                              Py_ssize_t ld_dhs, const float *m, Py_ssize_t B,
-                              Py_ssize_t T, Py_ssize_t D, Py_ssize_t H, int threads)
+                              Py_ssize_t ld_dhs, const float *m, const unsigned char *real,
+                              float *dh_pad, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
+                              Py_ssize_t H, int threads)
 {
     const int isa = crnn_pg_isa();
     const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H, BT = B * T;
@@ -340,7 +379,8 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
             crnn_lstm_backward_tile_f32(dz + s * G, TG, dbt, dc_next, dh_next, NULL,
                                         dhs + s * ld_dhs, T * ld_dhs, gates + s * G,
                                         cs + s * H, TH, s == 0 ? c0 : cs + (s - 1) * H,
-                                        s == 0 ? H : TH, H, r0, r1, u0, nu);
+                                        s == 0 ? H : TH, H, r0, r1, u0, nu, NULL,
+                                        real == NULL ? NULL : real + s, T, dh_pad);
         }
         crnn_pg_barrier(&bar, nth, tid, &sense);
         for (Py_ssize_t t = T - 1; t >= 0; t--) {
@@ -357,16 +397,19 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
                 /* 2b. dh_next = dz[:, t] @ W_h^T, this tile's rows and units */
                 crnn_pg_tile(isa, r0, r1, G, dz + t * G, TG, Whp + p * G * CRNN_PG_NR,
                              dh_next + u0, H, 16, cnt, 0);
-                /* ... * m; then 5b-3c of step t-1 on the same rows and units */
+                /* ... * m (or 6b); then 5b-3c of step t-1 on the same rows and units */
+                const unsigned char *real_t = real == NULL ? NULL : real + t;
                 if (s >= 0)
                     crnn_lstm_backward_tile_f32(dz + s * G, TG, dbt, dc_next, dh_next, m,
                                                 dhs + s * ld_dhs, T * ld_dhs, gates + s * G,
                                                 cs + s * H, TH,
                                                 s == 0 ? c0 : cs + (s - 1) * H,
-                                                s == 0 ? H : TH, H, r0, r1, u0, nu);
-                else if (m != NULL)
+                                                s == 0 ? H : TH, H, r0, r1, u0, nu, real_t,
+                                                real == NULL ? NULL : real + s, T, dh_pad);
+                else if (m != NULL || real != NULL)
                     crnn_lstm_backward_tile_f32(NULL, TG, dbt, dc_next, dh_next, m, dhs, 0,
-                                                gates, cs, TH, c0, H, H, r0, r1, u0, nu);
+                                                gates, cs, TH, c0, H, H, r0, r1, u0, nu,
+                                                real_t, NULL, T, dh_pad);
             }
             crnn_pg_barrier(&bar, nth, tid, &sense);
         }

@@ -10,6 +10,8 @@ Forward, for t = 0 .. T-1 (``h_{-1} = h0``, ``m`` the optional recurrent-dropout
     1. a_t = x_t @ W_x                     (all B*T rows at once, before the loop)
     2. a_t += (h_{t-1} * m) @ W_h          (one GEMM per step)
     3. h_t = act(a_t + b)                  (in place, one pass per step)
+    4. h_t = h_{t-1} where step t of the row is padding (the optional mask of real
+       steps ``real (B, T)``; same pass)
 
 Backward, for t = T-1 .. 0, ``dh_next`` starting as the gradient of ``h_{T-1}`` from
 outside (``dh_last``)::
@@ -17,6 +19,8 @@ outside (``dh_last``)::
     3b. da_t = (dhs_t + dh_next) * act'(h_t)    (derivative from the stored output)
     3c. db += sum over the batch of da_t
     2b. dh_next = (da_t @ W_h^T) * m            (one GEMM per step; at t = 0, dh0)
+    4b. on padded rows: da_t = 0 (in 3b's pass), and dh_next = dhs_t + dh_next, the
+        gradient reaching h_t, kept aside before 2b and put back after it
 
 and after the loop, each one GEMM over all B*T rows::
 
@@ -27,7 +31,7 @@ and after the loop, each one GEMM over all B*T rows::
 ``crnn.reference``, which define what they compute.
 """
 from cython cimport floating
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from crnn._activations cimport activation_grad_row, bias_activate_row
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
@@ -41,13 +45,16 @@ from crnn.activations import CODES, check as _check_activation
 cdef void _forward(floating *hs, const floating *x, const floating *h0,
                    const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
                    const floating *b, const floating *mask, floating *h_masked,
+                   const unsigned char *real,
                    Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                    int act) noexcept nogil:
     # W_rec is W_h (t_rec NoTrans) or its stored transpose (t_rec Trans): op(W_rec) = W_h.
+    # real (B, T) or NULL: the mask of real steps (NULL: every step is real).
     cdef Py_ssize_t t, i, j
     cdef Py_ssize_t TH = T * H
     cdef const floating *h_prev
-    cdef Py_ssize_t ld_prev
+    cdef const floating *h_last
+    cdef Py_ssize_t ld_prev, ld_last
     # 1. hs = x @ W_x, all B*T rows in one GEMM (the bias joins in step 3)
     gemm(NoTrans, NoTrans, <int> (B * T), <int> H, <int> D, <floating> 1.0,
          x, <int> D, W_x, <int> H, <floating> 0.0, hs, <int> H)
@@ -56,6 +63,7 @@ cdef void _forward(floating *hs, const floating *x, const floating *h0,
             h_prev, ld_prev = h0, H
         else:
             h_prev, ld_prev = hs + (t - 1) * H, TH
+        h_last, ld_last = h_prev, ld_prev
         if mask != NULL:
             # recurrent dropout: h_masked = h_prev * m
             for i in range(B):
@@ -65,9 +73,12 @@ cdef void _forward(floating *hs, const floating *x, const floating *h0,
         # 2. hs[:, t] += h_prev @ W_h
         gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
              h_prev, <int> ld_prev, W_rec, <int> H, <floating> 1.0, hs + t * H, <int> TH)
-        # 3. hs[:, t] = act(hs[:, t] + b)
+        # 3. hs[:, t] = act(hs[:, t] + b); 4. or h_{t-1} on a padded row
         for i in range(B):
-            bias_activate_row(hs + i * TH + t * H, b, H, act)
+            if real == NULL or real[i * T + t]:
+                bias_activate_row(hs + i * TH + t * H, b, H, act)
+            else:
+                memcpy(hs + i * TH + t * H, h_last + i * ld_last, H * sizeof(floating))
 
 
 cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *dW_h,
@@ -76,24 +87,37 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                     const floating *W_rec, BLAS_Trans t_rec,
                     const floating *hs, const floating *dhs,
                     bint dhs_given, const floating *mask, const floating *hs_masked,
-                    const floating *h0_masked,
+                    const floating *h0_masked, const unsigned char *real,
+                    floating *dh_pad,
                     Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                     int act) noexcept nogil:
     # dh_next holds the gradient reaching h_{T-1} from outside on entry, dh0 on exit.
     # db must come in zeroed; every other output is written whole.
     # hs_masked / h0_masked are hs * m and h0 * m (or hs and h0 when there is no mask).
     # W_rec is W_h (t_rec Trans) or its stored transpose (t_rec NoTrans):
-    # op(W_rec) = W_h^T.
-    cdef Py_ssize_t t, i, j
+    # op(W_rec) = W_h^T. real (B, T) or NULL: the mask of real steps; dh_pad (B, H)
+    # scratch where real is not NULL.
+    cdef Py_ssize_t t, i, j, padded
     cdef Py_ssize_t TH = T * H
+    cdef const floating *dhs_row
     # With no gradient on the sequence output, dhs points at one row of zeros that every
     # (b, t) reads: a stride of 0 instead of a second copy of the loop.
     cdef Py_ssize_t ld_dhs = H if dhs_given else 0
     for t in range(T - 1, -1, -1):
+        padded = 0
         for i in range(B):
-            # 3b. da_t = (dhs_t + dh_next) * act'(h_t);  3c. db += da_t
-            activation_grad_row(da + i * TH + t * H, db, dh_next + i * H,
-                                dhs + (i * T + t) * ld_dhs, hs + i * TH + t * H, H, act)
+            if real == NULL or real[i * T + t]:
+                # 3b. da_t = (dhs_t + dh_next) * act'(h_t);  3c. db += da_t
+                activation_grad_row(da + i * TH + t * H, db, dh_next + i * H,
+                                    dhs + (i * T + t) * ld_dhs, hs + i * TH + t * H, H,
+                                    act)
+            else:
+                # 4b. a padded row: nothing into the step; dh_pad = dhs_t + dh_next
+                padded += 1
+                memset(da + i * TH + t * H, 0, H * sizeof(floating))
+                dhs_row = dhs + (i * T + t) * ld_dhs
+                for j in range(H):
+                    dh_pad[i * H + j] = dh_next[i * H + j] + dhs_row[j]
         # 2b. dh_next = da_t @ W_h^T
         gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
              da + t * H, <int> TH, W_rec, <int> H, <floating> 0.0, dh_next, <int> H)
@@ -101,6 +125,11 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
             # ... * m: recurrent dropout passed only the kept units of h_{t-1}
             for i in range(B * H):
                 dh_next[i] *= mask[i]
+        if padded:
+            # 4b. a padded row passes its gradient straight to h_{t-1}
+            for i in range(B):
+                if not real[i * T + t]:
+                    memcpy(dh_next + i * H, dh_pad + i * H, H * sizeof(floating))
     # 1b. dW_x = x^T @ da and dx = da @ W_x^T, over all B*T rows
     gemm(Trans, NoTrans, <int> D, <int> H, <int> (B * T), <floating> 1.0,
          x, <int> D, da, <int> H, <floating> 0.0, dW_x, <int> H)
@@ -123,7 +152,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
              dW_h, <int> H)
 
 
-def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=None):
+def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=None,
+                       mask=None):
     """Run a SimpleRNN over a batch of sequences.
 
     .. math:: h_t = \\mathrm{act}(x_t W_x + (h_{t-1} \\odot m) W_h + b), \\quad h_{-1} = h_0
@@ -139,6 +169,9 @@ def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=Non
     recurrent_mask : ndarray (B, H) or None
         Recurrent-dropout mask ``m`` (already scaled by ``1 / (1 - rate)``), the same at
         every step.
+    mask : ndarray (B, T), bool or uint8, C-contiguous, or None
+        The real steps (nonzero) and the padding (zero): at a padded step the state
+        passes through unchanged, ``h_t = h_{t-1}``.
 
     Returns
     -------
@@ -146,6 +179,7 @@ def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=Non
     """
     act = CODES[_check_activation(activation)]
     B, T, D, H = _checks.simple_rnn_forward(x, h0, W_x, W_h, b, recurrent_mask)
+    real = _checks.real_steps(mask, B, T)
     hs = np.empty((B, T, H), dtype=x.dtype)
     if B == 0 or T == 0:
         return hs
@@ -153,10 +187,11 @@ def simple_rnn_forward(x, h0, W_x, W_h, b, activation="tanh", recurrent_mask=Non
     # Step 2 multiplies by W_h, or by a transposed copy where BLAS is faster so.
     W_hT = np.empty((H, H), dtype=x.dtype) if trans_b_faster(B, H, H) else None
     if x.dtype == np.float32:
-        _forward_views[float](hs, x, h0, W_x, W_h, W_hT, b, recurrent_mask, h_masked, act)
+        _forward_views[float](hs, x, h0, W_x, W_h, W_hT, b, recurrent_mask, h_masked,
+                              real, act)
     else:
         _forward_views[double](hs, x, h0, W_x, W_h, W_hT, b, recurrent_mask, h_masked,
-                               act)
+                               real, act)
     return hs
 
 
@@ -165,10 +200,13 @@ cdef void _forward_views(floating[:, :, ::1] hs, const floating[:, :, ::1] x,
                          const floating[:, ::1] W_h, floating[:, ::1] W_hT,
                          const floating[::1] b,
                          const floating[:, ::1] mask, floating[:, ::1] h_masked,
-                         int act):
+                         const unsigned char[:, ::1] real, int act):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const floating *mask_p = NULL
     cdef floating *h_masked_p = NULL
+    cdef const unsigned char *real_p = NULL
+    if real is not None:
+        real_p = &real[0, 0]
     cdef const floating *W_rec = &W_h[0, 0]
     cdef BLAS_Trans t_rec = NoTrans
     if mask is not None:
@@ -178,16 +216,16 @@ cdef void _forward_views(floating[:, :, ::1] hs, const floating[:, :, ::1] x,
             transpose(<int> H, <int> H, &W_h[0, 0], <int> H, &W_hT[0, 0], <int> H)
             W_rec, t_rec = &W_hT[0, 0], Trans
         _forward(&hs[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], W_rec, t_rec, &b[0],
-                 mask_p, h_masked_p, B, T, D, H, act)
+                 mask_p, h_masked_p, real_p, B, T, D, H, act)
 
 
 def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
-                        recurrent_mask=None):
+                        recurrent_mask=None, mask=None):
     """Backpropagate through :func:`simple_rnn_forward` (BPTT).
 
     Parameters
     ----------
-    x, h0, W_x, W_h, activation, recurrent_mask
+    x, h0, W_x, W_h, activation, recurrent_mask, mask
         As given to the forward pass.
     hs : ndarray (B, T, H)
         The states the forward pass returned.
@@ -208,6 +246,7 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
     act = CODES[_check_activation(activation)]
     B, T, D, H = _checks.simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last,
                                              recurrent_mask)
+    real = _checks.real_steps(mask, B, T)
     dtype = x.dtype
     dx = np.empty((B, T, D), dtype=dtype)
     dh0 = np.zeros((B, H), dtype=dtype) if dh_last is None else dh_last.copy()
@@ -218,6 +257,7 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
         dx.fill(0)
         return dx, dh0, dW_x, dW_h, db
     da = np.empty((B, T, H), dtype=dtype)
+    dh_pad = None if real is None else np.empty((B, H), dtype=dtype)
     dhs_given = dhs is not None
     if not dhs_given:
         dhs = np.zeros((1, 1, H), dtype=dtype)  # read with row stride 0, see _backward
@@ -231,10 +271,12 @@ def simple_rnn_backward(x, h0, W_x, W_h, hs, dhs, dh_last, activation="tanh",
     W_hT = None if trans_b_faster(B, H, H) else np.empty((H, H), dtype=dtype)
     if dtype == np.float32:
         _backward_views[float](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, W_hT, hs,
-                               dhs, recurrent_mask, hs_masked, h0_masked, dhs_given, act)
+                               dhs, recurrent_mask, hs_masked, h0_masked, real, dh_pad,
+                               dhs_given, act)
     else:
         _backward_views[double](dx, dh0, dW_x, dW_h, db, da, x, h0, W_x, W_h, W_hT, hs,
-                                dhs, recurrent_mask, hs_masked, h0_masked, dhs_given, act)
+                                dhs, recurrent_mask, hs_masked, h0_masked, real, dh_pad,
+                                dhs_given, act)
     return dx, dh0, dW_x, dW_h, db
 
 
@@ -246,10 +288,16 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                           const floating[:, :, ::1] hs,
                           const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
                           const floating[:, :, ::1] hs_masked,
-                          const floating[:, ::1] h0_masked, bint dhs_given, int act):
+                          const floating[:, ::1] h0_masked,
+                          const unsigned char[:, ::1] real, floating[:, ::1] dh_pad,
+                          bint dhs_given, int act):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
     cdef const floating *dhs_p = &dhs[0, 0, 0]
     cdef const floating *mask_p = NULL
+    cdef const unsigned char *real_p = NULL
+    cdef floating *dh_pad_p = NULL
+    if real is not None:
+        real_p, dh_pad_p = &real[0, 0], &dh_pad[0, 0]
     cdef const floating *W_rec = &W_h[0, 0]
     cdef BLAS_Trans t_rec = Trans
     if mask is not None:
@@ -261,5 +309,6 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
         _backward(&dx[0, 0, 0], &dh_next[0, 0], &dW_x[0, 0], &dW_h[0, 0], &db[0],
                   &da[0, 0, 0], &x[0, 0, 0], &h0[0, 0], &W_x[0, 0], W_rec, t_rec,
                   &hs[0, 0, 0], dhs_p, dhs_given, mask_p, &hs_masked[0, 0, 0],
-                  &h0_masked[0, 0],
+                  &h0_masked[0, 0], real_p, dh_pad_p,
                   B, T, D, H, act)
+
