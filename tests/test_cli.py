@@ -1,6 +1,6 @@
 """The ``crnn`` command: argument parsing, help, and one clear line on stderr (with a
 non-zero exit code) for every failure the user can act on. The examples themselves are
-replaced by fakes here (tests/test_examples_tiny*.py run the real ones)."""
+replaced by fakes here (tests/test_examples.py runs the real ones)."""
 import os
 import subprocess
 import sys
