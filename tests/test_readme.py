@@ -37,3 +37,12 @@ def test_the_quick_start_runs():
     for block in blocks[0]:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["dx"].shape == (32, 50, 8)
+
+
+def test_the_streaming_example_runs():
+    namespace = {}
+    exec(compile(block_after("<!-- readme-example: streaming -->"), "README.md", "exec"),
+         namespace)
+    ids = namespace["ids"]
+    assert ids.shape == (10,) and ids.min() >= 0 and ids.max() < 30
+    assert namespace["h"].shape == namespace["c"].shape == (1, 64)

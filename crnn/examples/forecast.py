@@ -129,5 +129,6 @@ def run(out_dir, quick=True, seed=0, verbose=1, tiny=False, epochs=None, units=N
                     "last loss": hist.history["loss"][-1]})
     return Result(name=NAME, metric="held-out RMSE, ppm (LSTM)", value=rmse["LSTM"],
                   baseline=f"last value {rmse['last value']:.3f}, seasonal naive "
-                           f"{rmse['seasonal naive']:.3f}",
+                           f"{rmse['seasonal naive']:.3f}, with drift "
+                           f"{rmse['seasonal naive + drift']:.3f}",
                   rows=rows, plots=plots, seconds=time.perf_counter() - start)
