@@ -216,6 +216,97 @@ def _per_output(data, names, what):
     return [data]
 
 
+def _stateful_layers(model):
+    from crnn.layers.recurrent import RNN
+    return [layer for layer in model.layers_deep()
+            if isinstance(layer, RNN) and layer.stateful]
+
+
+def _check_tbptt(tbptt):
+    """``fit``'s ``tbptt`` as ``(k1, k2)``, or None."""
+    if tbptt is None:
+        return None
+    def is_int(k):
+        return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+    if is_int(tbptt):
+        k1 = k2 = tbptt
+    elif (isinstance(tbptt, (tuple, list)) and len(tbptt) == 2
+          and all(is_int(k) for k in tbptt)):
+        k1, k2 = tbptt
+    else:
+        raise ValueError(f"expected tbptt to be None, an int k (windows of k steps) or a "
+                         f"pair of ints (k1, k2), got {tbptt!r}")
+    if not 1 <= k1 <= k2:
+        raise ValueError(f"expected tbptt (k1, k2) with 1 <= k1 <= k2 (k1 new steps per "
+                         f"update, backpropagated through k2 steps), got ({k1}, {k2})")
+    if k2 % k1:
+        raise ValueError(f"expected tbptt's k2 to be a multiple of k1 (each window reaches "
+                         f"back to where an earlier one ended), got ({k1}, {k2})")
+    return int(k1), int(k2)
+
+
+def _time_steps(data):
+    """The common length ``T`` of axis 1 of every input, target and per-step sample
+    weight (truncated BPTT splits that axis); raises where one has none."""
+    xs = _leaves(data.x)
+    T = None
+    for i, a in enumerate(xs):
+        if a.ndim < 2:
+            raise ValueError(f"expected every input to have a time axis (batch, time, ...) "
+                             f"for truncated BPTT, got input {i} of shape {a.shape}")
+        if T is None:
+            T = a.shape[1]
+        elif a.shape[1] != T:
+            raise ValueError(f"expected every input to have a time axis with the same "
+                             f"number of steps (axis 1) for truncated BPTT, got {T} and "
+                             f"{a.shape[1]} (input {i} of shape {a.shape})")
+    for i, a in enumerate(_leaves(data.y)):
+        if a.ndim < 2 or a.shape[1] != T:
+            raise ValueError(f"expected per-step targets (batch, time={T}, ...) for "
+                             f"truncated BPTT (each window's loss is on its own steps), got "
+                             f"targets of shape {a.shape}: a model with one target per "
+                             f"sequence trains with tbptt=None")
+    for a in _leaves(data.sample_weight):
+        if a.ndim >= 2 and a.shape[1] != T:
+            raise ValueError(f"expected sample_weight per sample (batch,) or per step "
+                             f"(batch, time={T}) for truncated BPTT, got shape {a.shape}")
+    return T
+
+
+def _time_window(data, start, stop):
+    """``data`` cut to steps ``[start, stop)`` (a per-sample weight is kept whole)."""
+    def cut(part, keep_1d=False):
+        if part is None:
+            return None
+        def one(a):
+            return a if (keep_1d and a.ndim < 2) else a[:, start:stop]
+        if isinstance(part, dict):
+            return {k: one(v) for k, v in part.items()}
+        if isinstance(part, list):
+            return [one(a) for a in part]
+        return one(part)
+    out = _Data.__new__(_Data)
+    out.x, out.y = cut(data.x), cut(data.y)
+    out.sample_weight = cut(data.sample_weight, keep_1d=True)
+    out.n = data.n
+    return out
+
+
+def _check_window_outputs(model, y_pred, n, steps):
+    """Truncated BPTT needs outputs with a time axis: ``(batch, steps, ...)``."""
+    preds = engine.flatten(y_pred)
+    losses = model._compile_for_outputs(len(preds))["losses"]
+    for i, (p, loss) in enumerate(zip(preds, losses)):
+        if p is None or loss is None:
+            continue
+        shape = tuple(p.shape)
+        if len(shape) < 3 or shape[:2] != (n, steps):
+            raise ValueError(f"expected per-step outputs (batch, time, features) = ({n}, "
+                             f"{steps}, ...) for truncated BPTT, got output {i} of shape "
+                             f"{shape} on a window of {steps} steps: a many-to-one model "
+                             f"trains with tbptt=None")
+
+
 # -- argument checks ------------------------------------------------------------------------
 def _check_int(name, value, low, allow_none=False):
     if value is None and allow_none:
@@ -462,18 +553,26 @@ class TrainingMixin:
         return names + [name for _, name, _ in compiled["metrics"]]
 
     # -- one step ------------------------------------------------------------------------
-    def _losses_of(self, batch, y_pred):
+    def _losses_of(self, batch, y_pred, step_mask=None):
         """The total loss (a Tensor under a tape) and each output's loss, for a batch.
 
         An output with a mask of real steps (``self.output_mask`` after the call, see
         :mod:`crnn.models`) counts only its real steps: in its loss through
         :func:`crnn.losses.apply_mask` (Keras's normalisation, by the number of real
-        steps), in its metrics as a weight of 0 on the padded steps."""
+        steps), in its metrics as a weight of 0 on the padded steps. ``step_mask (B, w)``
+        (bool, truncated BPTT's steps that carry the loss) is joined to every output's
+        mask the same way."""
         preds = engine.flatten(y_pred)
         c = self._compile_for_outputs(len(preds))
         ys = _per_output(batch.y, c["names"], "y")
         sws = _per_output(batch.sample_weight, c["names"], "sample_weight")
         masks = _output_masks(getattr(self, "output_mask", None), preds)
+        if step_mask is not None:
+            for k, p in enumerate(preds):
+                shape = tuple(p.shape[:-1])
+                m = step_mask.reshape(step_mask.shape + (1,) * (len(shape) - 2))
+                m = np.broadcast_to(m, shape)
+                masks[k] = m if masks[k] is None else np.logical_and(masks[k], m)
         loss_sws = list(sws)
         for k, m in enumerate(masks):
             if m is not None:
@@ -499,17 +598,23 @@ class TrainingMixin:
 
     def _update_state(self, state, batch, total, parts, preds, ys, sws):
         """Add a batch's numbers to the running means in ``state``; return the logs."""
+        self._update_losses(state, batch.n, total, parts)
+        self._update_metrics(preds, ys, sws)
+        return self._logs(state)
+
+    def _update_losses(self, state, n, total, parts):
         c = self._compiled
-        size = np.asarray([batch.n], dtype=np.float64)
+        size = np.asarray([n], dtype=np.float64)
         state["loss"].update(np.asarray([float(engine.value_of(total))]), size)
         if sum(p is not None for p in parts) > 1:
             for name, p in zip(c["names"], parts):
                 if p is not None:
                     state.setdefault(f"{name}_loss", _mean()).update(
                         np.asarray([float(engine.value_of(p))]), size)
-        for k, _, metric in c["metrics"]:
+
+    def _update_metrics(self, preds, ys, sws):
+        for k, _, metric in self._compiled["metrics"]:
             metric.update(ys[k], engine.value_of(preds[k]), sws[k])
-        return self._logs(state)
 
     def _logs(self, state):
         logs = {name: float(m.result()) for name, m in state.items()}
@@ -538,6 +643,131 @@ class TrainingMixin:
             total, parts, preds, ys, sws = self._losses_of(batch, y_pred)
         return self._update_state(state, batch, total, parts, preds, ys, sws)
 
+    # -- stateful layers and truncated BPTT ----------------------------------------------
+    def reset_states(self, states=None):
+        """Reset every stateful recurrent layer inside the model (nested models and
+        wrappers included; Keras's ``model.reset_states()``).
+
+        ``states``: None zeros them all (the next call may use another batch size); a
+        bool mask ``(B,)`` zeros the rows where it is True in every stateful layer, ints
+        zero those rows (see :meth:`crnn.layers.recurrent.RNN.reset_states`). A model
+        without stateful layers is left as it is.
+        """
+        from crnn.layers.recurrent import _reset_rows
+        if states is not None and _reset_rows(states, None) is None:
+            raise ValueError("expected model.reset_states(states) to be None, a bool mask "
+                             "(batch,) or ints (row indices), got state arrays: set the "
+                             "states of one layer with layer.reset_states(states)")
+        for layer in _stateful_layers(self):
+            layer.reset_states(states)
+
+    def _check_stateful_batches(self, n, batch_size, what):
+        """A stateful model's batches must all be the size of its stored states."""
+        names = [layer.name for layer in _stateful_layers(self)]
+        if names and n > batch_size and n % batch_size:
+            raise ValueError(f"expected the number of samples of {what} ({n}) to be a "
+                             f"multiple of batch_size ({batch_size}) for a model with "
+                             f"stateful layers {names}: its last batch would hold "
+                             f"{n % batch_size} sequences, the others {batch_size}; drop "
+                             f"or pad samples, or choose another batch_size")
+
+    def _tbptt_layers(self):
+        """The recurrent layers truncated BPTT carries the states of; raises for a model
+        it cannot train."""
+        from crnn.layers.recurrent import RNN, RNNCell
+        from crnn.layers.wrappers import Bidirectional, TimeDistributed
+        from crnn.models import sublayers
+        deep = self.layers_deep()
+        inner = set()   # inside TimeDistributed: they run over another axis, no carry
+        for layer in deep:
+            if isinstance(layer, Bidirectional):
+                raise ValueError(f"expected no Bidirectional layer for truncated BPTT (its "
+                                 f"backward direction reads each sequence from its end, "
+                                 f"which a window does not hold), got {layer.name!r}: "
+                                 f"train with tbptt=None")
+            if isinstance(layer, TimeDistributed):
+                inner.update(id(sub) for sub in [layer.layer, *sublayers(layer.layer)])
+        carried = [layer for layer in deep
+                   if isinstance(layer, RNN) and id(layer) not in inner]
+        for layer in carried:
+            if layer.go_backwards:
+                raise ValueError(f"expected recurrent layers that read forward in time for "
+                                 f"truncated BPTT, got {layer.name!r} with "
+                                 f"go_backwards=True (it needs the whole sequence): train "
+                                 f"with tbptt=None")
+        owned = {id(layer.cell) for layer in deep if isinstance(layer, RNN)}
+        for layer in deep:
+            if isinstance(layer, RNNCell) and id(layer) not in owned and id(layer) not in inner:
+                raise ValueError(f"expected the time loop in recurrent layers (SimpleRNN, "
+                                 f"LSTM, GRU) for truncated BPTT, which carries their "
+                                 f"states from window to window, got the cell "
+                                 f"{layer.name!r} called in the model's own loop: train "
+                                 f"with tbptt=None")
+        return carried
+
+    @contextlib.contextmanager
+    def _tbptt_mode(self, layers):
+        """Every carried layer stateful (its windows start from the carried states),
+        restored afterwards."""
+        saved = [(layer.stateful, layer._states, layer._tbptt) for layer in layers]
+        try:
+            for layer in layers:
+                layer.stateful, layer._tbptt = True, True
+            yield
+        finally:
+            for layer, (stateful, states, tbptt) in zip(layers, saved):
+                if stateful:
+                    layer._tbptt = tbptt   # a stateful layer keeps the states it reached
+                else:
+                    layer.stateful, layer._states, layer._tbptt = stateful, states, tbptt
+
+    def _tbptt_step(self, batch, state, k1, k2, layers):
+        """One batch of truncated BPTT: one optimizer update per window of ``k1`` new
+        steps, each reaching back ``k2`` steps (see :meth:`fit`). Returns the logs."""
+        from crnn.engine import GradientTape
+        T = _time_steps(batch)
+        weights = self.trainable_weights
+        # the states at window boundaries: step -> one list of states (or None) per layer
+        carried = {0: [layer._states if layer.stateful and not layer._tbptt else None
+                       for layer in layers]}
+        with self._tbptt_mode(layers):
+            total_sum, part_sums = 0.0, None
+            for a in range(0, T, k1):
+                e = min(a + k1, T)
+                s = max(0, a - (k2 - k1))
+                for layer, st in zip(layers, carried[s]):
+                    layer._states = st
+                window = _time_window(batch, s, e)
+                new = None if s == a else np.broadcast_to(np.arange(s, e) >= a,
+                                                          (batch.n, e - s))
+                with GradientTape() as tape:
+                    y_pred = self(window.x, training=True)
+                    _check_window_outputs(self, y_pred, batch.n, e - s)
+                    total, parts, preds, ys, sws = self._losses_of(window, y_pred, new)
+                if a == 0:
+                    for layer in layers:
+                        calls = sum(1 for r in tape.records if r[0] is layer)
+                        if calls > 1:
+                            raise ValueError(f"expected each recurrent layer to run once "
+                                             f"per forward pass for truncated BPTT, got "
+                                             f"{layer.name!r} called {calls} times (a shared "
+                                             f"layer's states cannot be carried): train "
+                                             f"with tbptt=None")
+                grads = tape.gradient(total, weights)
+                self.optimizer.apply(weights, grads)
+                carried[e] = [layer._states for layer in layers]
+                for step in [k for k in carried if k < e - (k2 - k1)]:
+                    del carried[step]
+                w = (e - a) / T   # the batch's loss: the windows' weighted by new steps
+                total_sum += w * float(engine.value_of(total))
+                values = [None if p is None else w * float(engine.value_of(p))
+                          for p in parts]
+                part_sums = values if part_sums is None else [
+                    None if p is None else p + v for p, v in zip(part_sums, values)]
+                self._update_metrics(preds, ys, sws)
+        self._update_losses(state, batch.n, total_sum, part_sums)
+        return self._logs(state)
+
     # -- randomness ----------------------------------------------------------------------
     def _generators(self, seed):
         """The shuffling generator of a ``fit``. With ``seed`` (fit's), a new one, and the
@@ -564,7 +794,7 @@ class TrainingMixin:
     # -- fit -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
-            initial_epoch=0, seed=None):
+            initial_epoch=0, seed=None, tbptt=None):
         """Train for ``epochs`` passes over the data.
 
         Parameters
@@ -592,6 +822,21 @@ class TrainingMixin:
             The epoch to start from (to resume a run).
         seed : int, optional
             Seeds the shuffling and every layer's dropout masks, for a reproducible run.
+        tbptt : int or (int, int), optional
+            Truncated backpropagation through time, ``k`` or ``(k1, k2)`` (``k`` means
+            ``k1 = k2 = k``; ``1 <= k1 <= k2``, ``k2`` a multiple of ``k1``). Each batch's
+            time axis (axis 1 of every input, target and per-step sample weight) is cut
+            into windows of ``k1`` new steps; window ``i`` covers steps ``[s, e)`` with
+            ``e = min((i + 1) k1, T)`` and ``s = max(0, i k1 - (k2 - k1))``, starts from
+            the recurrent layers' states at step ``s`` as an earlier window left them
+            (zeros at step 0, or a stateful layer's stored states), and makes one
+            optimizer update from the loss of its new steps ``[i k1, e)`` alone (the
+            steps before weigh 0), backpropagated through at most ``k2`` steps. The
+            batch's loss in the logs is the mean of its windows' losses weighted by their
+            new steps; callbacks and the progress bar count batches. Needs per-step
+            targets and forward recurrent layers (no Bidirectional, no go_backwards); a
+            window as long as the sequences is exactly full BPTT. Validation runs on
+            whole sequences.
 
         Returns
         -------
@@ -630,6 +875,13 @@ class TrainingMixin:
             data, val = data.take(slice(0, split)), data.take(slice(split, data.n))
         if data.n == 0:
             raise ValueError("expected at least one training sample, got 0")
+        tbptt = _check_tbptt(tbptt)
+        if tbptt is not None:
+            carried = self._tbptt_layers()
+            _time_steps(data)
+        self._check_stateful_batches(data.n, batch_size, "x")
+        if val is not None:
+            self._check_stateful_batches(val.n, batch_size, "the validation data")
         rng = self._generators(seed)
         steps = math.ceil(data.n / batch_size)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
@@ -645,7 +897,10 @@ class TrainingMixin:
             logs = {}
             for step, batch in data.batches(batch_size, order):
                 cbs.on_train_batch_begin(step)
-                logs = self._train_step(batch, state)
+                if tbptt is None:
+                    logs = self._train_step(batch, state)
+                else:
+                    logs = self._tbptt_step(batch, state, *tbptt, carried)
                 cbs.on_train_batch_end(step, dict(logs))
                 if self.stop_training:
                     break
@@ -691,6 +946,7 @@ class TrainingMixin:
             raise ValueError("expected targets y for evaluate, got None")
         if data.n == 0:
             raise ValueError("expected at least one sample to evaluate, got 0")
+        self._check_stateful_batches(data.n, batch_size, "x")
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                            steps=math.ceil(data.n / batch_size), samples=data.n,
                            batch_size=batch_size, verbose=verbose)
@@ -719,6 +975,7 @@ class TrainingMixin:
         data = _Data(x)
         if data.n == 0:
             raise ValueError("expected at least one sample to predict, got 0")
+        self._check_stateful_batches(data.n, batch_size, "x")
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                            steps=math.ceil(data.n / batch_size), samples=data.n,
                            batch_size=batch_size, verbose=verbose)
@@ -737,14 +994,22 @@ class TrainingMixin:
         return _pack_outputs(structure, joined)
 
     # -- one batch -----------------------------------------------------------------------
-    def train_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    def train_on_batch(self, x, y=None, sample_weight=None, return_dict=False,
+                       tbptt=None):
         """One training step on one batch (metrics reset first, as Keras). Returns the
-        batch's loss (and metrics), as :meth:`evaluate`."""
+        batch's loss (and metrics), as :meth:`evaluate`. ``tbptt`` as in :meth:`fit`
+        (then one update per window)."""
         self._check_compiled("train_on_batch")
         data = _Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for train_on_batch, got None")
-        logs = self._train_step(data, self._new_state())
+        tbptt = _check_tbptt(tbptt)
+        if tbptt is None:
+            logs = self._train_step(data, self._new_state())
+        else:
+            carried = self._tbptt_layers()
+            _time_steps(data)
+            logs = self._tbptt_step(data, self._new_state(), *tbptt, carried)
         return self._result(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):

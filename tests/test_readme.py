@@ -46,3 +46,13 @@ def test_the_streaming_example_runs():
     ids = namespace["ids"]
     assert ids.shape == (10,) and ids.min() >= 0 and ids.max() < 30
     assert namespace["h"].shape == namespace["c"].shape == (1, 64)
+
+
+def test_the_stateful_example_runs():
+    namespace = {}
+    exec(compile(block_after("<!-- readme-example: stateful -->"), "README.md", "exec"),
+         namespace)
+    h = namespace["h_rows"]
+    np.testing.assert_array_equal(h[[0, 3]], 0.0)
+    assert np.abs(h[[1, 2]]).min() > 0 and namespace["lstm"].states is None
+    assert np.concatenate(namespace["pieces"], axis=1).shape == (4, 1000, 32)

@@ -79,8 +79,8 @@ class GRUCell(RNNCell):
 class GRU(RNN):
     """Gated recurrent unit layer (Keras's ``GRU``).
 
-    Parameters as for :class:`GRUCell` plus ``return_sequences``, ``return_state`` and
-    ``go_backwards`` as for :class:`crnn.SimpleRNN`.
+    Parameters as for :class:`GRUCell` plus ``return_sequences``, ``return_state``,
+    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -88,7 +88,7 @@ class GRU(RNN):
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
                  return_state=False, go_backwards=False, reset_after=True, seed=None,
-                 dtype="float32", backend="auto", name=None):
+                 stateful=False, dtype="float32", backend="auto", name=None):
         super().__init__(name=name, dtype=dtype)
         cell = GRUCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
@@ -96,7 +96,7 @@ class GRU(RNN):
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             dropout=dropout, recurrent_dropout=recurrent_dropout, reset_after=reset_after,
             seed=seed, dtype=dtype, backend=backend)
-        self._setup(cell, return_sequences, return_state, go_backwards)
+        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
 
 
 def _torch_order(H):

@@ -52,6 +52,33 @@ def sequence_mask(mask, lengths, batch_size, steps):
     return mask
 
 
+def _reset_rows(states, batch_size):
+    """The rows ``reset_states(states)`` zeros: an index array from a bool mask ``(B,)``
+    or ints, or None when ``states`` are state values (float arrays, or a list of
+    them). ``batch_size`` is the stored states' ``B`` (None when none are stored)."""
+    if isinstance(states, (list, tuple)) and states and all(
+            np.ndim(s) == 2 for s in states):
+        return None
+    a = np.asarray(engine.value_of(states))
+    if a.ndim == 2 and a.dtype.kind == "f":
+        return None
+    if a.ndim != 1 or not (a.dtype.kind in "biu" or a.size == 0):
+        raise ValueError(f"expected reset_states(states) to be None, a bool mask (batch,), "
+                         f"ints (row indices) or state arrays (batch, units), got "
+                         f"{a.dtype} of shape {a.shape}")
+    if a.dtype.kind == "b":
+        if batch_size is not None and a.shape != (batch_size,):
+            raise ValueError(f"expected a reset mask of shape ({batch_size},) (one per "
+                             f"sequence of the stored states), got shape {a.shape}")
+        return np.flatnonzero(a)
+    a = a.astype(np.intp)
+    if batch_size is not None and a.size and (a.min() < -batch_size
+                                              or a.max() >= batch_size):
+        raise ValueError(f"expected row indices in [0, {batch_size}) (the stored states "
+                         f"hold {batch_size} sequences), got {a.min()} .. {a.max()}")
+    return a
+
+
 def dropout_mask(rng, shape, rate, dtype):
     """Keras's dropout mask: 0 with probability ``rate``, else ``1 / (1 - rate)``."""
     return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(dtype)
@@ -346,13 +373,31 @@ class RNN(RecurrentStepMixin, Layer):
     ``initial_state_grad`` (one array per state). Dropout is active only when
     ``training=True``, with one mask per sequence reused at every step. Do not modify a
     returned array in place before calling backward: it may be the buffer backward reads.
+
+    Long streams: with ``stateful=True`` (Keras's semantics) a call without
+    ``initial_state`` starts from the states the previous call ended with (zeros at
+    first and after :meth:`reset_states`), and every call stores its final states (with a
+    mask: each sequence's states after its last real step), so that row ``b`` of batch
+    ``i + 1`` continues row ``b`` of batch ``i``. An explicit ``initial_state`` overrides
+    the stored states (and the call's final states are stored all the same). The stored
+    states are plain arrays, outside any tape: no gradient flows from one call into the
+    previous one (truncated backpropagation). The batch size is fixed by the first call
+    after construction or after a full ``reset_states()``; a call with another batch size
+    raises ``ValueError``. ``states`` holds the stored states (None before the first
+    call). The stored states are not saved with the model (a loaded model starts from
+    zeros).
     """
 
-    def _setup(self, cell, return_sequences, return_state, go_backwards):
+    def _setup(self, cell, return_sequences, return_state, go_backwards, stateful=False):
         self.cell = cell
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
+        if not isinstance(stateful, (bool, np.bool_)):
+            raise ValueError(f"expected stateful to be True or False, got {stateful!r}")
+        self.stateful = bool(stateful)
+        self._states = None      # the stored states of a stateful layer: list of (B, H)
+        self._tbptt = False      # set by fit(tbptt=...): states must come from the carry
         # The cell owns the weights; the layer shows the same dicts.
         self.params = cell.params
         self.grads = cell.grads
@@ -372,6 +417,75 @@ class RNN(RecurrentStepMixin, Layer):
                              f"{tuple(input_shape)}")
         self.cell.build(input_shape)
         self.built = True
+
+    # -- stored states (stateful=True) ----------------------------------------------
+    @property
+    def states(self):
+        """The stored states of a stateful layer (copies; a list of ``(B, H)`` arrays, one
+        per name in ``cell.state_names``), or None before its first call or after a full
+        :meth:`reset_states`."""
+        if self._states is None:
+            return None
+        return [s.copy() for s in self._states]
+
+    def reset_states(self, states=None):
+        """Reset the stored states of a stateful layer.
+
+        Parameters
+        ----------
+        states : None, array_like of bool ``(B,)``, array_like of int ``(k,)``, or arrays
+            None: forget the stored states (the next call starts from zeros and may use
+            any batch size). A bool mask ``(B,)``: zero the states of the rows where it is
+            True (a new sequence starts in that row of the next batch), keep the others.
+            Ints: zero the states of those rows. Arrays (Keras's form): set the states to
+            these values, a list with one ``(B, H)`` array per state (one array alone for a
+            one-state cell); this fixes the batch size to ``B``.
+
+        A per-row reset of a layer with no stored states does nothing (its next call
+        starts from zeros in every row).
+        """
+        if not self.stateful:
+            raise ValueError(f"expected a stateful layer for reset_states, got "
+                             f"{self.name!r} with stateful=False (construct it with "
+                             f"stateful=True)")
+        if states is None:
+            self._states = None
+            return
+        rows = _reset_rows(states, None if self._states is None
+                           else self._states[0].shape[0])
+        if rows is None:       # values
+            values = states if isinstance(states, (list, tuple)) else [states]
+            if len(values) != len(self.cell.state_names):
+                raise ValueError(f"expected reset_states(states) to be a bool mask (batch,), "
+                                 f"ints (row indices) or a list of "
+                                 f"{len(self.cell.state_names)} arrays "
+                                 f"{list(self.cell.state_names)} (batch, units), got "
+                                 f"{len(values)} arrays")
+            B = np.shape(values[0])[0] if np.ndim(values[0]) == 2 else None
+            if B is None:
+                raise ValueError(f"expected reset_states(states) to be a bool mask (batch,), "
+                                 f"ints (row indices) or arrays of shape (batch, "
+                                 f"{self.cell.units}), got shape {np.shape(values[0])}")
+            self._states = [s.copy() for s in self.cell.check_states(list(values), B)]
+            return
+        if self._states is None:
+            return             # every row already starts from zeros
+        new = [s.copy() for s in self._states]   # never in place: a cache may hold them
+        for s in new:
+            s[rows] = 0
+        self._states = new
+
+    def _initial_states(self, B):
+        """The stored states for a batch of ``B`` (None: zeros), checked."""
+        if self._states is None:
+            return None
+        stored = self._states[0].shape[0]
+        if B != stored:
+            raise ValueError(f"expected a batch of {stored} sequences (the stateful layer "
+                             f"{self.name!r} holds states for {stored}), got {B}; call "
+                             f"reset_states() (or model.reset_states()) to start again with "
+                             f"another batch size")
+        return self._states
 
     # -- forward ---------------------------------------------------------------------
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
@@ -419,7 +533,18 @@ class RNN(RecurrentStepMixin, Layer):
         if D != cell.input_dim:
             raise ValueError(f"expected input with {cell.input_dim} features (the built "
                              f"input size), got shape {x.shape}")
-        states = cell.check_states(inputs[1:] if states_given else None, B)
+        if states_given:
+            if self._tbptt:
+                raise ValueError(f"expected the recurrent layers to start each window from "
+                                 f"their carried states for truncated BPTT, got "
+                                 f"{self.name!r} called with an explicit initial_state "
+                                 f"(it would restart every window): train this model with "
+                                 f"tbptt=None")
+            states = cell.check_states(inputs[1:], B)
+        else:
+            stored = self._initial_states(B) if self.stateful else None
+            # stored states are read, never written in place by the kernels: no copy
+            states = cell.check_states(stored, B)
         real = sequence_mask(mask, lengths, B, T)   # (B, T) bool, or None: all real
         if self.go_backwards:
             x = np.ascontiguousarray(x[:, ::-1])
@@ -436,6 +561,9 @@ class RNN(RecurrentStepMixin, Layer):
         hs, saved = cell.run(x, states, h_mask, real)
         # with a mask, hs[:, T-1] holds each sequence's states after its last real step
         finals = cell.final_states(hs, saved) if T > 0 else [s.copy() for s in states]
+        if self.stateful:
+            # detached copies: the next call starts here, no gradient flows back into this
+            self._states = [np.array(f, dtype=self.dtype, copy=True) for f in finals]
         output = hs if self.return_sequences else finals[0]
         if self.return_sequences and real is not None:
             output = np.where(real[:, :, None], hs, 0)   # zeros at the padded steps

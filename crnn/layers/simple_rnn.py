@@ -80,6 +80,9 @@ class SimpleRNN(RNN):
     go_backwards : bool
         Process the sequence from its end; as in Keras, a returned sequence is then in
         the reversed (processing) order.
+    stateful : bool
+        Start each call from the states the previous call ended with (Keras's
+        ``stateful``; see :class:`crnn.layers.recurrent.RNN` and :meth:`reset_states`).
 
     Calling and backward: see :class:`crnn.layers.recurrent.RNN`. With ``return_state``
     the gradient is ``[d_output, d_h_last]``; ``initial_state_grad`` is ``[dh0]``.
@@ -89,7 +92,7 @@ class SimpleRNN(RNN):
                  return_state=False, go_backwards=False, dropout=0.0,
                  recurrent_dropout=0.0, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", seed=None,
-                 dtype="float32", backend="auto", name=None):
+                 stateful=False, dtype="float32", backend="auto", name=None):
         super().__init__(name=name, dtype=dtype)
         cell = SimpleRNNCell(
             units, activation=activation, use_bias=use_bias,
@@ -97,4 +100,4 @@ class SimpleRNN(RNN):
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed, dtype=dtype,
             backend=backend)
-        self._setup(cell, return_sequences, return_state, go_backwards)
+        self._setup(cell, return_sequences, return_state, go_backwards, stateful)

@@ -386,6 +386,28 @@ class Bidirectional(Layer):
             return ops.multiply(ops.add(y, y_rev), np.asarray(0.5, dtype=self.dtype))
         return [y, y_rev]
 
+    # -- stateful inner layers -------------------------------------------------------
+    def reset_states(self, states=None):
+        """Reset the stored states of the stateful inner layers (``stateful=True`` on the
+        wrapped layer makes both stateful). ``states``: None, a bool mask ``(B,)`` or ints,
+        as :meth:`crnn.layers.recurrent.RNN.reset_states`; or values, a list of the
+        forward layer's states then the backward layer's.
+
+        Each direction carries its own state from one call to the next: the forward
+        layer continues the sequence as a stateful layer does, and the backward layer
+        starts batch ``i + 1``'s window (read from its end) from the state it reached at
+        the start of batch ``i``'s, which is not what one backward pass over the whole
+        sequence computes (as in Keras)."""
+        from crnn.layers.recurrent import _reset_rows
+        if states is not None and _reset_rows(states, None) is None:
+            forward_states, backward_states = self._split_states(states)
+        else:
+            forward_states = backward_states = states
+        for layer, st in ((self.forward_layer, forward_states),
+                          (self.backward_layer, backward_states)):
+            if layer.stateful:
+                layer.reset_states(st)
+
     # -- the inner layers' weights ---------------------------------------------------
     @property
     def trainable_weights(self):
