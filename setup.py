@@ -89,6 +89,10 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
+        # cimports resolve under src/ (crnn._blas -> src/crnn/_blas.pxd), and cythonize
+        # follows them: a change to a .pxd (_blas, _activations, _lstm_rows, _gru_rows)
+        # regenerates every module that cimports it, directly or through another .pxd.
+        # The headers the .pxd files name are in each extension's depends above.
         include_path=["src"],
         compiler_directives=directives,
     ),

@@ -187,3 +187,39 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
     array("dhs", dhs, (B, T, H), x.dtype, optional=True)
     array("dh_last", dh_last, (B, H), x.dtype, optional=True)
     return B, T, D, H
+
+
+# -- the steppers (crnn._step.Stepper, crnn.streaming.ReferenceStepper)
+def state_list(names, states):
+    """``states`` as a list of one state per name in ``names``: a list or tuple of that
+    length, or one array alone for a one-state cell (``names == ("h",)``)."""
+    if not isinstance(states, (list, tuple)):
+        if len(names) != 1:
+            raise ValueError(f"expected states to be a list of {len(names)} arrays "
+                             f"{list(names)}, got {type(states).__name__}")
+        states = [states]
+    if len(states) != len(names):
+        raise ValueError(f"expected states to be a list of {len(names)} arrays "
+                         f"{list(names)}, got {len(states)}")
+    return list(states)
+
+
+def converted(name, a, dtype, shape, layout=None, contiguous=True):
+    """``a`` converted as a layer's call converts it (``numpy.ascontiguousarray(a,
+    dtype)``, or ``numpy.asarray`` where not ``contiguous``), refused with ``ValueError``
+    where that fails or the result is not of ``shape``.
+
+    ``layout`` names the axes in the messages: ``"(batch, features)"`` gives "expected
+    x_t of shape (batch, features) = (2, 3), got shape (2, 4)"; without, "expected
+    state h of shape (2, 3), got (2, 4)".
+    """
+    want = f"{layout} = {shape}" if layout else f"{shape}"
+    try:
+        arr = (np.ascontiguousarray if contiguous else np.asarray)(a, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"expected {name} convertible to a {dtype} array of shape "
+                         f"{want}, got {type(a).__name__}: {e}") from None
+    if arr.shape != shape:
+        got = f"shape {arr.shape}" if layout else f"{arr.shape}"
+        raise ValueError(f"expected {name} of shape {want}, got {got}")
+    return arr

@@ -46,7 +46,7 @@ samples (greedy, or with a temperature).
 """
 import numpy as np
 
-from crnn import backend as _backend
+from crnn import _checks, backend as _backend
 from crnn._step import Stepper
 
 __all__ = ["ModelStepper", "ReferenceStepper", "Stepper", "generate", "make_stepper"]
@@ -111,36 +111,17 @@ class ReferenceStepper:
         if states is None:
             self._states = [np.zeros(shape, self.dtype) for _ in self.state_names]
             return
-        if not isinstance(states, (list, tuple)):
-            if len(self.state_names) != 1:
-                raise ValueError(f"expected states to be a list of 2 arrays ['h', 'c'], "
-                                 f"got {type(states).__name__}")
-            states = [states]
-        if len(states) != len(self.state_names):
-            raise ValueError(f"expected states to be a list of {len(self.state_names)} "
-                             f"arrays {list(self.state_names)}, got {len(states)}")
-        new = []
-        for name, s in zip(self.state_names, states):
-            a = np.array(s, dtype=self.dtype)
-            if a.shape != shape:
-                raise ValueError(f"expected state {name} of shape {shape}, got {a.shape}")
-            new.append(a)
-        self._states = new
+        names = self.state_names
+        self._states = [_checks.converted(f"state {name}", s, self.dtype, shape,
+                                          contiguous=False).copy()
+                        for name, s in zip(names, _checks.state_list(names, states))]
 
     def uses(self, W_x, W_h, b):
         return W_x is self.kernel and W_h is self.recurrent_kernel and b is self.bias
 
     def step(self, x_t, out=None):
-        expected = (self.batch_size, self.input_dim)
-        try:
-            x = np.ascontiguousarray(x_t, dtype=self.dtype)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"expected x_t convertible to a {self.dtype} array of shape "
-                             f"(batch, features) = {expected}, got "
-                             f"{type(x_t).__name__}: {e}") from None
-        if x.shape != expected:
-            raise ValueError(f"expected x_t of shape (batch, features) = {expected}, got "
-                             f"shape {x.shape}")
+        x = _checks.converted("x_t", x_t, self.dtype, (self.batch_size, self.input_dim),
+                              "(batch, features)")
         args = (self.kernel, self.recurrent_kernel, self.bias)
         x = x[:, None]
         if self.family == "simple_rnn":

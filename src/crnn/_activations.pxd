@@ -1,6 +1,7 @@
 # Elementwise activations for the kernels: inline, branch-free where it matters, so that
 # GCC vectorises the loops over one row of units. Included (cimported) by every kernel
-# module; there is no runtime module behind this file.
+# module and by the fused row passes of _lstm_rows.pxd and _gru_rows.pxd; there is no
+# runtime module behind this file.
 #
 # Codes match crnn.activations.CODES.
 from cython cimport floating
@@ -18,6 +19,33 @@ cdef extern from "_simd.h" nogil:
     void bias_tanh_row_f32 "crnn_bias_tanh_row_f32"(float *a, const float *b, Py_ssize_t n)
     void bias_sigmoid_row_f32 "crnn_bias_sigmoid_row_f32"(float *a, const float *b,
                                                           Py_ssize_t n)
+    # The float32 tanh and exp of the vectorised loops (_simd.h, _lstm_simd.h,
+    # _gru_simd.h), for the generic loops: every float32 path computes the same tanh and
+    # sigmoid.
+    float tanh_f32 "crnn_tanh_f32"(float x)
+    float exp_f32 "crnn_exp_f32"(float x)
+
+
+cdef inline floating activate(floating v, int act) noexcept nogil:
+    """act(v) for one element (the generic loops: any activation, either dtype)."""
+    if act == TANH:
+        return tanh_f32(v) if floating is float else tanh(v)
+    elif act == RELU:
+        return 0 if v < 0 else v
+    elif act == SIGMOID:
+        return 1 / (1 + (exp_f32(-v) if floating is float else exp(-v)))
+    return v
+
+
+cdef inline floating derivative(floating y, int act) noexcept nogil:
+    """act'(a) from the output y = act(a)."""
+    if act == TANH:
+        return 1 - y * y
+    elif act == RELU:
+        return 1 if y > 0 else 0
+    elif act == SIGMOID:
+        return y * (1 - y)
+    return 1
 
 
 cdef inline void bias_activate_row(floating *a, const floating *b, Py_ssize_t n,

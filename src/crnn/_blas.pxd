@@ -1,4 +1,4 @@
-# Row-major GEMM over scipy.linalg.cython_blas, shared by every kernel module.
+# Row-major GEMM and GEMV over scipy.linalg.cython_blas, shared by every kernel module.
 from cython cimport floating
 
 
@@ -11,6 +11,10 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
                floating alpha, const floating *A, int lda,
                const floating *B, int ldb,
                floating beta, floating *C, int ldc) noexcept nogil
+
+
+cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
+               const floating *x, floating beta, floating *y) noexcept nogil
 
 
 cdef void transpose(int rows, int cols, const floating *A, int lda,

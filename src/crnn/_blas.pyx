@@ -1,4 +1,4 @@
-"""Row-major GEMM for C-contiguous buffers, over ``scipy.linalg.cython_blas``.
+"""Row-major GEMM and GEMV for C-contiguous buffers, over ``scipy.linalg.cython_blas``.
 
 Fortran BLAS reads a row-major buffer as its transpose. To compute the row-major
 
@@ -8,9 +8,15 @@ we ask BLAS for the column-major ``C^T = alpha * op(B)^T @ op(A)^T + beta * C^T`
 A with B and m with n, keep the trans flags. Each leading dimension is the stored row
 length of that matrix (its row stride in elements), which lets a kernel address one time
 step of a batch-first ``(B, T, H)`` buffer as a ``(B, H)`` matrix with row stride ``T*H``.
+
+For the row-major ``y = alpha * op(A) @ x + beta * y`` (op(A) m x n) the same reading
+flips the one trans flag: BLAS sees the stored A as its transpose, so ``op(A) = A`` is
+``gemv("T")`` and ``op(A) = A^T`` is ``gemv("N")``, on the stored matrix as BLAS sees it
+(``(n, m)`` for ``A``, ``(m, n)`` for ``A^T``). In particular ``y = x @ A`` for A
+``(K, N)`` is ``y = A^T @ x``: ``gemv("N", N, K, A, lda)``.
 """
 from cython cimport floating
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 import numpy as np
 
@@ -45,6 +51,38 @@ cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
     else:
         dgemm(&transb, &transa, &n, &m, &k, &alpha, <double *> B, &ldb,
               <double *> A, &lda, &beta, C, &ldc)
+
+
+cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
+               const floating *x, floating beta, floating *y) noexcept nogil:
+    """y = alpha * op(A) @ x + beta * y for a row-major buffer A.
+
+    ``op(A)`` is m x n (A itself is stored ``(m, n)`` for NoTrans, ``(n, m)`` for Trans),
+    ``lda`` its row stride in elements; x (n,) and y (m,) are contiguous. As in
+    :c:func:`gemm`, an empty product (``n == 0``) scales y by beta without calling BLAS,
+    an empty y (``m == 0``) is left alone, and lda is raised to at least 1.
+    """
+    # BLAS reads the stored A as its transpose, (rows, cols) below: the flag flips
+    cdef char trans = b"N"
+    cdef int rows = m, cols = n
+    cdef int inc = 1, i
+    if ta == NoTrans:
+        trans = b"T"
+        rows = n
+        cols = m
+    if m <= 0:
+        return
+    if n <= 0:
+        for i in range(m):
+            y[i] = 0 if beta == 0 else beta * y[i]
+        return
+    lda = max(lda, 1)
+    if floating is float:
+        sgemv(&trans, &rows, &cols, &alpha, <float *> A, &lda, <float *> x, &inc, &beta,
+              y, &inc)
+    else:
+        dgemv(&trans, &rows, &cols, &alpha, <double *> A, &lda, <double *> x, &inc,
+              &beta, y, &inc)
 
 
 cdef void transpose(int rows, int cols, const floating *A, int lda,
@@ -104,6 +142,22 @@ cdef void _transpose_typed(const floating[:, ::1] A, floating[:, ::1] out):
                   &out[0, 0], <int> out.shape[1])
 
 
+def _check_operands(operands):
+    """Refuse operands of the Python twins that are not C-contiguous ndarrays of their
+    rank (``operands``: name -> (array, ndim)), all float32 or all float64."""
+    arrays = [a for a, _ in operands.values()]
+    first = arrays[0]
+    for name, (arr, ndim) in operands.items():
+        if not isinstance(arr, np.ndarray) or arr.ndim != ndim:
+            raise ValueError(f"expected {name} to be a {ndim}-D ndarray, got "
+                             f"{type(arr).__name__} with ndim={getattr(arr, 'ndim', None)}")
+        if arr.dtype != first.dtype or arr.dtype not in (np.float32, np.float64):
+            raise ValueError(f"expected {', '.join(operands)} all float32 or all float64, "
+                             f"got {', '.join(str(a.dtype) for a in arrays)}")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"expected {name} to be C-contiguous")
+
+
 def gemm_py(str trans_a, str trans_b, alpha, A, B, beta, C):
     """Python twin of :c:func:`gemm` for tests: ``C = alpha*op(A)@op(B) + beta*C`` in place.
 
@@ -114,16 +168,7 @@ def gemm_py(str trans_a, str trans_b, alpha, A, B, beta, C):
     A, B, C : ndarray, 2-D, C-contiguous, all float32 or all float64
         ``op(A)`` is ``(m, k)``, ``op(B)`` is ``(k, n)``, ``C`` is ``(m, n)``.
     """
-    arrays = {"A": A, "B": B, "C": C}
-    for name, arr in arrays.items():
-        if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-            raise ValueError(f"expected {name} to be a 2-D ndarray, got {type(arr).__name__} "
-                             f"with ndim={getattr(arr, 'ndim', None)}")
-        if arr.dtype != A.dtype or arr.dtype not in (np.float32, np.float64):
-            raise ValueError(f"expected A, B, C all float32 or all float64, got "
-                             f"{A.dtype}, {B.dtype}, {C.dtype}")
-        if not arr.flags.c_contiguous:
-            raise ValueError(f"expected {name} to be C-contiguous")
+    _check_operands({"A": (A, 2), "B": (B, 2), "C": (C, 2)})
     if trans_a not in ("n", "t") or trans_b not in ("n", "t"):
         raise ValueError(f"expected trans flags 'n' or 't', got {trans_a!r}, {trans_b!r}")
     m, ka = A.shape[::-1] if trans_a == "t" else A.shape
@@ -152,3 +197,41 @@ cdef void _gemm_typed(str trans_a, str trans_b, floating alpha,
     with nogil:
         gemm(ta, tb, m, n, k, alpha, a, <int> A.shape[1], b, <int> B.shape[1],
              beta, &C[0, 0], n)
+
+
+def gemv_py(str trans_a, alpha, A, x, beta, y):
+    """Python twin of :c:func:`gemv` for tests: ``y = alpha*op(A)@x + beta*y`` in place.
+
+    Parameters
+    ----------
+    trans_a : {"n", "t"}
+        Whether A enters as itself or transposed.
+    A : ndarray, 2-D, C-contiguous
+        ``op(A)`` is ``(m, n)``.
+    x, y : ndarray, 1-D, contiguous, ``(n,)`` and ``(m,)``; A, x, y all float32 or all
+        float64
+    """
+    _check_operands({"A": (A, 2), "x": (x, 1), "y": (y, 1)})
+    if trans_a not in ("n", "t"):
+        raise ValueError(f"expected trans flag 'n' or 't', got {trans_a!r}")
+    m, n = A.shape[::-1] if trans_a == "t" else A.shape
+    if x.shape != (n,) or y.shape != (m,):
+        raise ValueError(f"expected op(A) (m, n), x (n,), y (m,), got op(A) {(m, n)}, "
+                         f"x {x.shape}, y {y.shape}")
+    if y.dtype == np.float32:
+        _gemv_typed[float](trans_a, alpha, A, x, beta, y)
+    else:
+        _gemv_typed[double](trans_a, alpha, A, x, beta, y)
+    return y
+
+
+cdef void _gemv_typed(str trans_a, floating alpha, const floating[:, ::1] A,
+                      const floating[::1] x, floating beta, floating[::1] y):
+    cdef BLAS_Trans ta = Trans if trans_a == "t" else NoTrans
+    cdef int m = y.shape[0], n = x.shape[0]
+    if m == 0:
+        return
+    cdef const floating *a = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
+    cdef const floating *px = &x[0] if n > 0 else NULL
+    with nogil:
+        gemv(ta, m, n, alpha, a, <int> A.shape[1], px, beta, &y[0])

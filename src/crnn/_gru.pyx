@@ -69,11 +69,11 @@ and after the loop, each over all B*T rows (``dg`` the buffer of ``[dxz, dxr, dh
 ``crnn.reference.gru``, which define what they compute.
 """
 from cython cimport floating
-from libc.math cimport exp, tanh
 from libc.string cimport memcpy, memset
 
-from crnn._activations cimport RELU, SIGMOID, TANH
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+from crnn._gru_rows cimport (gru_after_back_row, gru_after_row, gru_before_back_row,
+                             gru_before_reset_row, gru_candidate_row, gru_gates_row)
 
 import numpy as np
 
@@ -81,193 +81,7 @@ from crnn import _checks
 from crnn.activations import CODES, check as _check_activation
 
 
-cdef extern from "_gru_simd.h" nogil:
-    # The fused passes for float32 with sigmoid gates and a tanh candidate, vectorised
-    # for AVX2 / AVX-512 (see _gru_simd.h), one batch row per call; each has a generic
-    # twin below. Forward: steps 3-5 (reset_after=True), 3 and 4-5 (reset_after=False).
-    void after_row_f32 "crnn_gru_after_row_f32"(
-        float *g, const float *rec, const float *b_i, const float *b_r,
-        const float *h_prev, float *hn, float *h, float *h_masked, const float *m,
-        Py_ssize_t n)
-    void gates_row_f32 "crnn_gru_gates_row_f32"(
-        float *g, const float *rec, const float *b, const float *hm, float *q,
-        Py_ssize_t n)
-    void candidate_row_f32 "crnn_gru_candidate_row_f32"(
-        const float *z, float *g_h, const float *rec_h, const float *b_h,
-        const float *h_prev, float *h, float *h_masked, const float *m, Py_ssize_t n)
-    # Backward: steps 5b-2c (reset_after=True); 5b-3b and 4b-3b (reset_after=False).
-    void after_back_row_f32 "crnn_gru_after_back_row_f32"(
-        float *dg, float *dxh_out, float *db_ih, float *db_r, float *dh_next,
-        const float *dh_seq, const float *g, const float *hn, const float *h_prev,
-        Py_ssize_t n)
-    void before_back_row_f32 "crnn_gru_before_back_row_f32"(
-        float *dg, float *db, float *dh_next, const float *dh_seq, const float *g,
-        const float *h_prev, Py_ssize_t n)
-    void before_reset_row_f32 "crnn_gru_before_reset_row_f32"(
-        float *dg_r, float *db_r, float *dq, float *dh_next, const float *r,
-        const float *h_prev, const float *m, Py_ssize_t n)
-    # The float32 tanh and exp those loops use, for the generic loops below (so that every
-    # float32 path computes the same tanh and sigmoid).
-    float tanh_f32 "crnn_tanh_f32"(float x)
-    float exp_f32 "crnn_exp_f32"(float x)
-
-
-cdef inline floating _activate(floating v, int act) noexcept nogil:
-    """act(v) for one element (the generic loops: any activation, either dtype)."""
-    if act == TANH:
-        return tanh_f32(v) if floating is float else tanh(v)
-    elif act == RELU:
-        return 0 if v < 0 else v
-    elif act == SIGMOID:
-        return 1 / (1 + (exp_f32(-v) if floating is float else exp(-v)))
-    return v
-
-
-cdef inline floating _derivative(floating y, int act) noexcept nogil:
-    """act'(a) from the output y = act(a)."""
-    if act == TANH:
-        return 1 - y * y
-    elif act == RELU:
-        return 1 if y > 0 else 0
-    elif act == SIGMOID:
-        return y * (1 - y)
-    return 1
-
-
-# -- the fused elementwise passes, one batch row of one step per call -------------------
-
-cdef inline void _after_row(floating *g, const floating *rec, const floating *b_i,
-                            const floating *b_r, const floating *h_prev, floating *hn,
-                            floating *h, floating *h_masked, const floating *m,
-                            Py_ssize_t n, int act, int ract) noexcept nogil:
-    """reset_after=True, steps 3-5 (and 0 of the next step where m is not NULL); the
-    generic twin of crnn_gru_after_row_f32."""
-    cdef Py_ssize_t j
-    cdef floating z, r, hh, c, ht
-    for j in range(n):
-        # 3. the gates
-        z = _activate((g[j] + b_i[j]) + (rec[j] + b_r[j]), ract)
-        r = _activate((g[n + j] + b_i[n + j]) + (rec[n + j] + b_r[n + j]), ract)
-        # 4. the candidate, reset after the product
-        hh = rec[2 * n + j] + b_r[2 * n + j]
-        c = _activate((g[2 * n + j] + b_i[2 * n + j]) + r * hh, act)
-        # 5. h_t = z * h_{t-1} + (1 - z) * n
-        ht = z * h_prev[j] + (1 - z) * c
-        g[j], g[n + j], g[2 * n + j] = z, r, c
-        hn[j] = hh
-        h[j] = ht
-        if m != NULL:
-            # 0. (of the next step) hm = h_t * m
-            h_masked[j] = ht * m[j]
-
-
-cdef inline void _gates_row(floating *g, const floating *rec, const floating *b,
-                            const floating *hm, floating *q, Py_ssize_t n,
-                            int ract) noexcept nogil:
-    """reset_after=False, step 3 (z, r and q = r * hm); the generic twin of
-    crnn_gru_gates_row_f32."""
-    cdef Py_ssize_t j
-    cdef floating z, r
-    for j in range(n):
-        z = _activate((g[j] + b[j]) + rec[j], ract)
-        r = _activate((g[n + j] + b[n + j]) + rec[n + j], ract)
-        g[j], g[n + j] = z, r
-        q[j] = r * hm[j]
-
-
-cdef inline void _candidate_row(const floating *z, floating *g_h, const floating *rec_h,
-                                const floating *b_h, const floating *h_prev, floating *h,
-                                floating *h_masked, const floating *m, Py_ssize_t n,
-                                int act) noexcept nogil:
-    """reset_after=False, steps 4-5 (and 0 of the next step where m is not NULL) after
-    the product q @ U_h; the generic twin of crnn_gru_candidate_row_f32."""
-    cdef Py_ssize_t j
-    cdef floating c, ht
-    for j in range(n):
-        c = _activate((g_h[j] + b_h[j]) + rec_h[j], act)
-        ht = z[j] * h_prev[j] + (1 - z[j]) * c
-        g_h[j] = c
-        h[j] = ht
-        if m != NULL:
-            h_masked[j] = ht * m[j]
-
-
-cdef inline void _after_back_row(floating *dg, floating *dxh_out, floating *db_i,
-                                 floating *db_r, floating *dh_next,
-                                 const floating *dh_seq, const floating *g,
-                                 const floating *hn, const floating *h_prev, Py_ssize_t n,
-                                 int act, int ract) noexcept nogil:
-    """reset_after=True, steps 5b-2c for one row: dg = [dxz, dxr, dhh], dxh_out = dxh,
-    the bias gradients, and dh_next (in: the gradient from step t+1; out: dh * z); the
-    generic twin of crnn_gru_after_back_row_f32."""
-    cdef Py_ssize_t j
-    cdef floating z, r, c, dh, dz, dn, dxh, dxz, dxr, dhh
-    for j in range(n):
-        z, r, c = g[j], g[n + j], g[2 * n + j]
-        # 5b. through h_t = z * h_{t-1} + (1 - z) * n
-        dh = dh_seq[j] + dh_next[j]
-        dz = dh * (h_prev[j] - c)
-        dn = dh * (1 - z)
-        dh_next[j] = dh * z
-        # 4b. through n = act(xh + r * hh)
-        dxh = dn * _derivative(c, act)
-        dhh = dxh * r
-        # 3b. through the gate activations
-        dxz = dz * _derivative(z, ract)
-        dxr = (dxh * hn[j]) * _derivative(r, ract)
-        dg[j], dg[n + j], dg[2 * n + j] = dxz, dxr, dhh
-        dxh_out[j] = dxh
-        # 2c. db_r += [dxz, dxr, dhh]; 1b. db_i's h block += dxh (its z, r blocks equal
-        # db_r's and are copied after the loop)
-        db_r[j] += dxz
-        db_r[n + j] += dxr
-        db_r[2 * n + j] += dhh
-        db_i[2 * n + j] += dxh
-
-
-cdef inline void _before_back_row(floating *dg, floating *db, floating *dh_next,
-                                  const floating *dh_seq, const floating *g,
-                                  const floating *h_prev, Py_ssize_t n, int act,
-                                  int ract) noexcept nogil:
-    """reset_after=False, steps 5b, 4b (dxh), 3b (dxz) for one row; dh_next as in
-    _after_back_row; the generic twin of crnn_gru_before_back_row_f32."""
-    cdef Py_ssize_t j
-    cdef floating z, c, dh, dxz, dxh
-    for j in range(n):
-        z, c = g[j], g[2 * n + j]
-        # 5b.
-        dh = dh_seq[j] + dh_next[j]
-        dh_next[j] = dh * z
-        # 4b. dxh = dn * act'(n);  3b. dxz = dz * ract'(z)
-        dxh = (dh * (1 - z)) * _derivative(c, act)
-        dxz = (dh * (h_prev[j] - c)) * _derivative(z, ract)
-        dg[j], dg[2 * n + j] = dxz, dxh
-        # 1b. db += ...
-        db[j] += dxz
-        db[2 * n + j] += dxh
-
-
-cdef inline void _before_reset_row(floating *dg_r, floating *db_r, floating *dq,
-                                   floating *dh_next, const floating *r,
-                                   const floating *h_prev, const floating *m,
-                                   Py_ssize_t n, int ract) noexcept nogil:
-    """reset_after=False, steps 4b (through q = r * hm) and 3b (dxr) for one row, dq
-    holding dxh @ U_h^T. With a mask dq becomes dhm = dq * r (step 2b adds to it and
-    applies m); without, dq * r goes straight into dh_next. The generic twin of
-    crnn_gru_before_reset_row_f32."""
-    cdef Py_ssize_t j
-    cdef floating hm, d, dxr
-    for j in range(n):
-        hm = h_prev[j] if m == NULL else h_prev[j] * m[j]
-        d = dq[j]
-        dxr = (d * hm) * _derivative(r[j], ract)
-        dg_r[j] = dxr
-        db_r[j] += dxr
-        if m == NULL:
-            dh_next[j] += d * r[j]
-        else:
-            dq[j] = d * r[j]
-
+# -- padded rows (steps 6 and 6b); the fused passes are in _gru_rows.pxd ------------------
 
 cdef inline void _pass_through(floating *h, const floating *h_prev, floating *g,
                                floating *hn, Py_ssize_t n) noexcept nogil:
@@ -311,7 +125,6 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
     cdef floating *g
     cdef floating *hm_next
     cdef const floating *m
-    cdef bint simd = floating is float and act == TANH and ract == SIGMOID
     # 1. gates = x @ W_x, all B*T rows in one GEMM (the bias joins in steps 3-4)
     gemm(NoTrans, NoTrans, <int> (B * T), <int> G, <int> D, <floating> 1.0,
          x, <int> D, W_x, <int> G, <floating> 0.0, gates, <int> G)
@@ -341,17 +154,9 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
                     continue
                 hm_next = h_masked + i * H if mask != NULL else NULL
                 m = mask + i * H if mask != NULL else NULL
-                if simd:
-                    after_row_f32(<float *> g, <const float *> rec + i * G,
-                                  <const float *> b, <const float *> b + G,
-                                  <const float *> h_prev + i * ld_prev,
-                                  <float *> hn + i * TH + t * H,
-                                  <float *> hs + i * TH + t * H, <float *> hm_next,
-                                  <const float *> m, H)
-                else:
-                    _after_row(g, rec + i * G, b, b + G, h_prev + i * ld_prev,
-                               hn + i * TH + t * H, hs + i * TH + t * H, hm_next, m, H,
-                               act, ract)
+                gru_after_row(g, rec + i * G, b, b + G, h_prev + i * ld_prev,
+                              hn + i * TH + t * H, hs + i * TH + t * H, hm_next, m, H,
+                              act, ract)
         else:
             # 2. rec[:, :2H] = hm @ W_h[:, :2H]
             gemm(NoTrans, t_rec, <int> B, <int> (2 * H), <int> H, <floating> 1.0,
@@ -364,13 +169,8 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
                     _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
                                   hn + i * TH + t * H, H)
                     continue
-                if simd:
-                    gates_row_f32(<float *> g, <const float *> rec + i * G,
-                                  <const float *> b, <const float *> hm + i * ld_hm,
-                                  <float *> hn + i * TH + t * H, H)
-                else:
-                    _gates_row(g, rec + i * G, b, hm + i * ld_hm, hn + i * TH + t * H, H,
-                               ract)
+                gru_gates_row(g, rec + i * G, b, hm + i * ld_hm, hn + i * TH + t * H, H,
+                              act, ract)
             # 4. rec[:, 2H:] = q @ U_h
             gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
                  hn + t * H, <int> TH, W_rec + off_h, ld_rec, <floating> 0.0,
@@ -382,17 +182,9 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
                 g = gates + i * TG + t * G
                 hm_next = h_masked + i * H if mask != NULL else NULL
                 m = mask + i * H if mask != NULL else NULL
-                if simd:
-                    candidate_row_f32(<const float *> g, <float *> g + 2 * H,
-                                      <const float *> rec + i * G + 2 * H,
-                                      <const float *> b + 2 * H,
-                                      <const float *> h_prev + i * ld_prev,
-                                      <float *> hs + i * TH + t * H, <float *> hm_next,
-                                      <const float *> m, H)
-                else:
-                    _candidate_row(g, g + 2 * H, rec + i * G + 2 * H, b + 2 * H,
-                                   h_prev + i * ld_prev, hs + i * TH + t * H, hm_next, m,
-                                   H, act)
+                gru_candidate_row(g, g + 2 * H, rec + i * G + 2 * H, b + 2 * H,
+                                  h_prev + i * ld_prev, hs + i * TH + t * H, hm_next, m,
+                                  H, act, ract)
 
 
 cdef void _shifted_grad(floating *dW, Py_ssize_t ld_dW, const floating *h0_masked,
@@ -450,7 +242,6 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
     cdef Py_ssize_t ld_prev
     cdef floating *target
     cdef const floating *m
-    cdef bint simd = floating is float and act == TANH and ract == SIGMOID
     # With no gradient on the sequence output, dhs points at one row of zeros that every
     # (b, t) reads: a stride of 0 instead of a second copy of the loop.
     cdef Py_ssize_t ld_dhs = H if dhs_given else 0
@@ -465,20 +256,11 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                 if real != NULL and not real[i * T + t]:
                     _pass_back(dh_next + i * H, dhs + (i * T + t) * ld_dhs,
                                dg + i * TG + t * G, dxh + i * TH + t * H, H)
-                elif simd:
-                    after_back_row_f32(<float *> dg + i * TG + t * G,
-                                       <float *> dxh + i * TH + t * H,
-                                       <float *> db + 2 * H, <float *> db + G,
-                                       <float *> dh_next + i * H,
-                                       <const float *> dhs + (i * T + t) * ld_dhs,
-                                       <const float *> gates + i * TG + t * G,
-                                       <const float *> hn + i * TH + t * H,
-                                       <const float *> h_prev + i * ld_prev, H)
                 else:
-                    _after_back_row(dg + i * TG + t * G, dxh + i * TH + t * H, db, db + G,
-                                    dh_next + i * H, dhs + (i * T + t) * ld_dhs,
-                                    gates + i * TG + t * G, hn + i * TH + t * H,
-                                    h_prev + i * ld_prev, H, act, ract)
+                    gru_after_back_row(dg + i * TG + t * G, dxh + i * TH + t * H, db,
+                                       db + G, dh_next + i * H, dhs + (i * T + t) * ld_dhs,
+                                       gates + i * TG + t * G, hn + i * TH + t * H,
+                                       h_prev + i * ld_prev, H, act, ract)
             if mask == NULL:
                 # 2b. dh_next += dg[:, t] @ W_h^T
                 gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
@@ -495,16 +277,10 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                 if real != NULL and not real[i * T + t]:
                     _pass_back(dh_next + i * H, dhs + (i * T + t) * ld_dhs,
                                dg + i * TG + t * G, NULL, H)
-                elif simd:
-                    before_back_row_f32(<float *> dg + i * TG + t * G, <float *> db,
-                                        <float *> dh_next + i * H,
-                                        <const float *> dhs + (i * T + t) * ld_dhs,
-                                        <const float *> gates + i * TG + t * G,
-                                        <const float *> h_prev + i * ld_prev, H)
                 else:
-                    _before_back_row(dg + i * TG + t * G, db, dh_next + i * H,
-                                     dhs + (i * T + t) * ld_dhs, gates + i * TG + t * G,
-                                     h_prev + i * ld_prev, H, act, ract)
+                    gru_before_back_row(dg + i * TG + t * G, db, dh_next + i * H,
+                                        dhs + (i * T + t) * ld_dhs, gates + i * TG + t * G,
+                                        h_prev + i * ld_prev, H, act, ract)
             # 4b. dq = dxh_t @ U_h^T   (into dhm)
             gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
                  dg + t * G + 2 * H, <int> TG, W_rec + off_h, ld_rec, <floating> 0.0,
@@ -514,17 +290,9 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                 if real != NULL and not real[i * T + t]:
                     continue  # 6b. (its dq is zero: nothing to add)
                 m = mask + i * H if mask != NULL else NULL
-                if simd:
-                    before_reset_row_f32(<float *> dg + i * TG + t * G + H,
-                                         <float *> db + H, <float *> dhm + i * H,
-                                         <float *> dh_next + i * H,
-                                         <const float *> gates + i * TG + t * G + H,
-                                         <const float *> h_prev + i * ld_prev,
-                                         <const float *> m, H)
-                else:
-                    _before_reset_row(dg + i * TG + t * G + H, db + H, dhm + i * H,
-                                      dh_next + i * H, gates + i * TG + t * G + H,
-                                      h_prev + i * ld_prev, m, H, ract)
+                gru_before_reset_row(dg + i * TG + t * G + H, db + H, dhm + i * H,
+                                     dh_next + i * H, gates + i * TG + t * G + H,
+                                     h_prev + i * ld_prev, m, H, act, ract)
             # 2b. (dh_next or dhm) += [dxz, dxr] @ [U_z, U_r]^T
             target = dh_next if mask == NULL else dhm
             gemm(NoTrans, t_rec, <int> B, <int> H, <int> (2 * H), <floating> 1.0,

@@ -11,7 +11,7 @@
  *
  * A row of g holds the three gate blocks z, r, n of n units each, at 0, n, 2n: on entry
  * the input projection x_t @ W_x (no bias), on exit the activated gates. Every other
- * activation pair, and float64, runs the generic loops in _gru.pyx instead; the two
+ * activation pair, and float64, runs the generic loops in _gru_rows.pxd instead; the two
  * compute the same formulas in the same order (and the generic float32 loops call the
  * same crnn_tanh_f32 and crnn_exp_f32).
  *

@@ -38,43 +38,29 @@ and after the loop, each one GEMM over all B*T rows::
     1b. dW_x = x^T @ dz,    dx = dz @ W_x^T
     2c. dW_h = sum_t h_masked_{t-1}^T @ dz_t        (two GEMMs; see _backward)
 
-Two implementations of these steps: the loop here, over BLAS (any dtype and activation),
-and, for float32 with the default activations from a size on (``_packed_path``), the
-loops of ``_lstm_packed.h`` over the GEMM of ``_pgemm.h``: the weights packed once per
-call, steps 1 and 2 one GEMM per step, steps 3-5 (and 5b-3c) fused into that GEMM's
-tiles, everything on OpenMP's threads and no BLAS call. Both compute the same formulas;
-results differ in the last bits (summation order). Both take the mask of real steps
-(step 6 and 6b).
+Two implementations of these steps: the loop here, over BLAS (any dtype and activation;
+its fused passes 3-5 and 5b-3c, one row per call, are in ``_lstm_rows.pxd``, which the
+streaming step of ``_step.pyx`` shares), and, for float32 with the default activations
+from a size on (``_packed_path``), the loops of ``_lstm_packed.h`` over the GEMM of
+``_pgemm.h``: the weights packed once per call, steps 1 and 2 one GEMM per step, steps
+3-5 (and 5b-3c) fused into that GEMM's tiles, everything on OpenMP's threads and no
+BLAS call. Both compute the same formulas; results differ in the last bits (summation
+order). Both take the mask of real steps (step 6 and 6b).
 
 ``lstm_forward`` / ``lstm_backward`` have the signatures of their twins in
 ``crnn.reference.lstm``, which define what they compute.
 """
 from cython cimport floating
-from libc.math cimport exp, tanh
 from libc.string cimport memcpy, memset
 
-from crnn._activations cimport RELU, SIGMOID, TANH
+from crnn._activations cimport SIGMOID, TANH
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+from crnn._lstm_rows cimport lstm_backward_row, lstm_forward_row
 
 import numpy as np
 
 from crnn import _checks
 from crnn.activations import CODES, check as _check_activation
-
-
-cdef extern from "_lstm_simd.h" nogil:
-    # Steps 3-5 and 5b-3c for one batch row, float32, sigmoid gates and tanh activation,
-    # vectorised for AVX2 / AVX-512 (see _lstm_simd.h).
-    void lstm_forward_row_f32 "crnn_lstm_forward_row_f32"(
-        float *z, const float *b, const float *c_prev, float *c, float *h,
-        float *h_masked, const float *m, Py_ssize_t n)
-    void lstm_backward_row_f32 "crnn_lstm_backward_row_f32"(
-        float *dz, float *db, float *dc, const float *dh_a, const float *dh_b,
-        const float *gates, const float *c, const float *c_prev, Py_ssize_t n)
-    # The float32 tanh and exp those loops use, for the generic loops below (so that every
-    # float32 path computes the same tanh and sigmoid).
-    float tanh_f32 "crnn_tanh_f32"(float x)
-    float exp_f32 "crnn_exp_f32"(float x)
 
 
 cdef extern from "_lstm_packed.h" nogil:
@@ -107,98 +93,6 @@ cdef extern from "_lstm_packed.h" nogil:
         const float *A, Py_ssize_t lda, const float *W, Py_ssize_t ldw, float *Wp,
         float *C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
         int accumulate, Py_ssize_t steps)
-
-
-cdef inline floating _activate(floating v, int act) noexcept nogil:
-    """act(v) for one element (the generic loops: any activation, either dtype)."""
-    if act == TANH:
-        return tanh_f32(v) if floating is float else tanh(v)
-    elif act == RELU:
-        return 0 if v < 0 else v
-    elif act == SIGMOID:
-        return 1 / (1 + (exp_f32(-v) if floating is float else exp(-v)))
-    return v
-
-
-cdef inline floating _derivative(floating y, int act) noexcept nogil:
-    """act'(a) from the output y = act(a)."""
-    if act == TANH:
-        return 1 - y * y
-    elif act == RELU:
-        return 1 if y > 0 else 0
-    elif act == SIGMOID:
-        return y * (1 - y)
-    return 1
-
-
-cdef inline void _forward_row(floating *z, const floating *b, const floating *c_prev,
-                              floating *c, floating *h, floating *h_masked,
-                              const floating *m, Py_ssize_t n, int act,
-                              int ract) noexcept nogil:
-    """Steps 3-5 (and 0 of the next step where m is not NULL) for one batch row.
-
-    float32 with the default activations goes to the vectorised crnn_lstm_forward_row_f32
-    (_lstm_simd.h); everything else runs the loop here, which computes the same.
-    """
-    if floating is float:
-        if act == TANH and ract == SIGMOID:
-            lstm_forward_row_f32(z, b, c_prev, c, h, h_masked, m, n)
-            return
-    cdef Py_ssize_t j
-    cdef floating i, f, g, o, ct, ht
-    for j in range(n):
-        # 3. the gates, activated in place
-        i = _activate(z[j] + b[j], ract)
-        f = _activate(z[n + j] + b[n + j], ract)
-        g = _activate(z[2 * n + j] + b[2 * n + j], act)
-        o = _activate(z[3 * n + j] + b[3 * n + j], ract)
-        z[j], z[n + j], z[2 * n + j], z[3 * n + j] = i, f, g, o
-        # 4. c_t = f * c_{t-1} + i * g
-        ct = f * c_prev[j] + i * g
-        c[j] = ct
-        # 5. h_t = o * act(c_t)
-        ht = o * _activate(ct, act)
-        h[j] = ht
-        if m != NULL:
-            # 0. (of the next step) h_masked = h_t * m
-            h_masked[j] = ht * m[j]
-
-
-cdef inline void _backward_row(floating *dz, floating *db, floating *dc,
-                               const floating *dh_a, const floating *dh_b,
-                               const floating *gates, const floating *c,
-                               const floating *c_prev, Py_ssize_t n, int act,
-                               int ract) noexcept nogil:
-    """Steps 5b-3c for one batch row (dc carries dc_next in and out).
-
-    float32 with the default activations goes to the vectorised
-    crnn_lstm_backward_row_f32 (_lstm_simd.h); everything else runs the loop here.
-    """
-    if floating is float:
-        if act == TANH and ract == SIGMOID:
-            lstm_backward_row_f32(dz, db, dc, dh_a, dh_b, gates, c, c_prev, n)
-            return
-    cdef Py_ssize_t j
-    cdef floating i, f, g, o, a, dh, d_o, d_c, zi, zf, zg, zo
-    for j in range(n):
-        i, f, g, o = gates[j], gates[n + j], gates[2 * n + j], gates[3 * n + j]
-        a = _activate(c[j], act)
-        # 5b. into o, and through act into c_t
-        dh = dh_a[j] + dh_b[j]
-        d_o = dh * a
-        d_c = dc[j] + dh * o * _derivative(a, act)
-        # 4b. into i, g, f and c_{t-1}; 3b. through the gate activations
-        zi = d_c * g * _derivative(i, ract)
-        zf = d_c * c_prev[j] * _derivative(f, ract)
-        zg = d_c * i * _derivative(g, act)
-        zo = d_o * _derivative(o, ract)
-        dc[j] = d_c * f
-        dz[j], dz[n + j], dz[2 * n + j], dz[3 * n + j] = zi, zf, zg, zo
-        # 3c. db += dz
-        db[j] += zi
-        db[n + j] += zf
-        db[2 * n + j] += zg
-        db[3 * n + j] += zo
 
 
 cdef void _forward(floating *gates, floating *hs, floating *cs, const floating *x,
@@ -238,10 +132,10 @@ cdef void _forward(floating *gates, floating *hs, floating *cs, const floating *
         for r in range(B):
             c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
             if real == NULL or real[r * T + t]:
-                _forward_row(gates + r * TG + t * G, b, c_prev, cs + r * TH + t * H,
-                             hs + r * TH + t * H,
-                             h_masked + r * H if mask != NULL else NULL,
-                             mask + r * H if mask != NULL else NULL, H, act, ract)
+                lstm_forward_row(gates + r * TG + t * G, b, c_prev, cs + r * TH + t * H,
+                                 hs + r * TH + t * H,
+                                 h_masked + r * H if mask != NULL else NULL,
+                                 mask + r * H if mask != NULL else NULL, H, act, ract)
             else:
                 # 6. a padded row: the states pass through (h_masked keeps h_{t-1} * m)
                 memcpy(cs + r * TH + t * H, c_prev, H * sizeof(floating))
@@ -280,9 +174,10 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
         for r in range(B):
             if real == NULL or real[r * T + t]:
                 c_prev = c0 + r * H if t == 0 else cs + r * TH + (t - 1) * H
-                _backward_row(dz + r * TG + t * G, db, dc_next + r * H, dh_next + r * H,
-                              dhs + (r * T + t) * ld_dhs, gates + r * TG + t * G,
-                              cs + r * TH + t * H, c_prev, H, act, ract)
+                lstm_backward_row(dz + r * TG + t * G, db, dc_next + r * H,
+                                  dh_next + r * H, dhs + (r * T + t) * ld_dhs,
+                                  gates + r * TG + t * G, cs + r * TH + t * H, c_prev, H,
+                                  act, ract)
             else:
                 # 6b. a padded row: nothing into the step, dc_next unchanged;
                 # dh_pad = dhs_t + dh_next

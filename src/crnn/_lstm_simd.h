@@ -8,8 +8,8 @@
  * (128, 100, 512, 1024) benchmark shape costs as much as a third of the recurrent GEMMs.
  *
  * A row holds the four gate blocks i, f, g, o of n units each, at 0, n, 2n, 3n. Every
- * other activation pair, and float64, runs the generic loop in _lstm.pyx instead; the
- * two compute the same formulas in the same order.
+ * other activation pair, and float64, runs the generic loop in _lstm_rows.pxd instead;
+ * the two compute the same formulas in the same order.
  */
 #ifndef CRNN_LSTM_SIMD_H
 #define CRNN_LSTM_SIMD_H

@@ -25,10 +25,11 @@ recurrent dropout of training is not applied: a stepper is for inference)::
                 4.   rec[:, 2H:] = q @ W_h[:, 2H:]
                 4-5. n = act(g_h + b_h + rec_h),  h = z * h + (1 - z) * n
 
-The fused elementwise passes are the forward kernels' own (the vectorised float32 rows of
-``_simd.h``, ``_lstm_simd.h`` and ``_gru_simd.h`` for the default activations, generic
-loops computing the same formulas otherwise), so a stepper agrees with the layer's full
-forward pass to rounding: the products differ only in summation order.
+The fused elementwise passes are the forward kernels' own, cimported from
+``_activations.pxd``, ``_lstm_rows.pxd`` and ``_gru_rows.pxd`` (the vectorised float32
+rows of ``_simd.h``, ``_lstm_simd.h`` and ``_gru_simd.h`` for the default activations,
+generic loops computing the same formulas otherwise), so a stepper agrees with the
+layer's full forward pass to rounding: the products differ only in summation order.
 
 The products. For ``B = 1`` and small weights, a vector-matrix product of our own
 (``crnn_step_vm_*`` below) that makes one pass over ``W_x`` and ``W_h`` with the output
@@ -36,45 +37,23 @@ block in registers: the BLAS call it replaces costs more in fixed overhead than 
 arithmetic at ``H = 64`` (and OpenBLAS's ``sgemv`` goes multi-threaded from 2304*4
 elements, waking its pool for a microsecond of work), and that keeps up with BLAS on two
 threads at ``H = 1024`` (see ``VM_MAX``). From ``VM_MAX`` multiply-adds per step on, or
-``B > 1``, the BLAS ``gemv``/``gemm`` (``gemm`` through ``crnn._blas``;
-``gemv`` is called here directly, ``_blas`` having no ``gemv`` helper yet).
+``B > 1``, BLAS: ``gemv`` or ``gemm``, both through ``crnn._blas``.
 """
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE,
                              PyBuffer_Release, PyObject_GetBuffer)
 from cpython.exc cimport PyErr_Clear
 from cython cimport floating
-from libc.math cimport exp, tanh
 from libc.string cimport memcpy
-from scipy.linalg.cython_blas cimport dgemv, sgemv
 
-from crnn._activations cimport RELU, SIGMOID, TANH, bias_activate_row
-from crnn._blas cimport NoTrans, gemm
+from crnn._activations cimport bias_activate_row
+from crnn._blas cimport NoTrans, Trans, gemm, gemv
+from crnn._gru_rows cimport gru_after_row, gru_candidate_row, gru_gates_row
+from crnn._lstm_rows cimport lstm_forward_row
 
 import numpy as np
 
 from crnn import _checks
 from crnn.activations import CODES, check as _check_activation
-
-
-cdef extern from "_lstm_simd.h" nogil:
-    void lstm_forward_row_f32 "crnn_lstm_forward_row_f32"(
-        float *z, const float *b, const float *c_prev, float *c, float *h,
-        float *h_masked, const float *m, Py_ssize_t n)
-    float tanh_f32 "crnn_tanh_f32"(float x)
-    float exp_f32 "crnn_exp_f32"(float x)
-
-
-cdef extern from "_gru_simd.h" nogil:
-    void after_row_f32 "crnn_gru_after_row_f32"(
-        float *g, const float *rec, const float *b_i, const float *b_r,
-        const float *h_prev, float *hn, float *h, float *h_masked, const float *m,
-        Py_ssize_t n)
-    void gates_row_f32 "crnn_gru_gates_row_f32"(
-        float *g, const float *rec, const float *b, const float *hm, float *q,
-        Py_ssize_t n)
-    void candidate_row_f32 "crnn_gru_candidate_row_f32"(
-        const float *z, float *g_h, const float *rec_h, const float *b_h,
-        const float *h_prev, float *h, float *h_masked, const float *m, Py_ssize_t n)
 
 
 cdef extern from "Python.h":
@@ -178,22 +157,6 @@ cdef enum:
 
 # -- the products --------------------------------------------------------------------
 
-cdef inline void _gemv(floating *y, const floating *x, const floating *W, Py_ssize_t K,
-                       Py_ssize_t ld, Py_ssize_t N, floating beta) noexcept nogil:
-    """y[:N] = x[:K] @ W[:K, :N] + beta * y[:N] for row-major W with row stride ld.
-
-    Fortran BLAS reads the row-major (K, N) W as the column-major (N, K) W^T: y = W^T x
-    is ``gemv("N", N, K, W, ld)``."""
-    cdef char trans = b"N"
-    cdef int m = <int> N, n = <int> K, lda = <int> ld, inc = 1
-    cdef floating one = 1
-    if floating is float:
-        sgemv(&trans, &m, &n, &one, <float *> W, &lda, <float *> x, &inc, &beta, y, &inc)
-    else:
-        dgemv(&trans, &m, &n, &one, <double *> W, &lda, <double *> x, &inc, &beta, y,
-              &inc)
-
-
 cdef void _project(floating *y, Py_ssize_t ldy, const floating *x1, const floating *W1,
                    Py_ssize_t K1, Py_ssize_t ld1, const floating *x2, const floating *W2,
                    Py_ssize_t K2, Py_ssize_t ld2, Py_ssize_t B, Py_ssize_t N,
@@ -206,9 +169,12 @@ cdef void _project(floating *y, Py_ssize_t ldy, const floating *x1, const floati
         else:
             vm_f64(y, x1, W1, K1, ld1, x2, W2, K2, ld2, N)
     elif B == 1:
-        _gemv(y, x1, W1, K1, ld1, N, <floating> 0)             # y = x1 @ W1
+        # y = x1 @ W1
+        gemv(Trans, <int> N, <int> K1, <floating> 1, W1, <int> ld1, x1, <floating> 0, y)
         if K2 > 0:
-            _gemv(y, x2, W2, K2, ld2, N, <floating> 1)         # y += x2 @ W2
+            # y += x2 @ W2
+            gemv(Trans, <int> N, <int> K2, <floating> 1, W2, <int> ld2, x2, <floating> 1,
+                 y)
     else:
         # y = x1 @ W1
         gemm(NoTrans, NoTrans, <int> B, <int> N, <int> K1, <floating> 1, x1, <int> K1,
@@ -217,91 +183,6 @@ cdef void _project(floating *y, Py_ssize_t ldy, const floating *x1, const floati
             # y += x2 @ W2
             gemm(NoTrans, NoTrans, <int> B, <int> N, <int> K2, <floating> 1, x2, <int> K2,
                  W2, <int> ld2, <floating> 1, y, <int> ldy)
-
-
-# -- the elementwise passes (generic twins of the float32 rows; as in _lstm.pyx and
-# _gru.pyx, whose loops are inline there and cannot be cimported) ---------------------
-
-cdef inline floating _activate(floating v, int act) noexcept nogil:
-    if act == TANH:
-        return tanh_f32(v) if floating is float else tanh(v)
-    elif act == RELU:
-        return 0 if v < 0 else v
-    elif act == SIGMOID:
-        return 1 / (1 + (exp_f32(-v) if floating is float else exp(-v)))
-    return v
-
-
-cdef inline void _lstm_row(floating *z, const floating *b, const floating *c_prev,
-                           floating *c, floating *h, Py_ssize_t n, int act,
-                           int ract) noexcept nogil:
-    """LSTM steps 3-5 for one row (_lstm.pyx's _forward_row without the mask)."""
-    if floating is float:
-        if act == TANH and ract == SIGMOID:
-            lstm_forward_row_f32(z, b, c_prev, c, h, NULL, NULL, n)
-            return
-    cdef Py_ssize_t j
-    cdef floating i, f, g, o, ct
-    for j in range(n):
-        i = _activate(z[j] + b[j], ract)
-        f = _activate(z[n + j] + b[n + j], ract)
-        g = _activate(z[2 * n + j] + b[2 * n + j], act)
-        o = _activate(z[3 * n + j] + b[3 * n + j], ract)
-        ct = f * c_prev[j] + i * g
-        c[j] = ct
-        h[j] = o * _activate(ct, act)
-
-
-cdef inline void _gru_after_row(floating *g, const floating *rec, const floating *b_i,
-                                const floating *b_r, const floating *h_prev,
-                                floating *hn, floating *h, Py_ssize_t n, int act,
-                                int ract) noexcept nogil:
-    """GRU reset_after=True, steps 3-5 for one row (_gru.pyx's _after_row)."""
-    if floating is float:
-        if act == TANH and ract == SIGMOID:
-            after_row_f32(g, rec, b_i, b_r, h_prev, hn, h, NULL, NULL, n)
-            return
-    cdef Py_ssize_t j
-    cdef floating z, r, hh, c
-    for j in range(n):
-        z = _activate((g[j] + b_i[j]) + (rec[j] + b_r[j]), ract)
-        r = _activate((g[n + j] + b_i[n + j]) + (rec[n + j] + b_r[n + j]), ract)
-        hh = rec[2 * n + j] + b_r[2 * n + j]
-        c = _activate((g[2 * n + j] + b_i[2 * n + j]) + r * hh, act)
-        h[j] = z * h_prev[j] + (1 - z) * c
-
-
-cdef inline void _gru_gates_row(floating *g, const floating *rec, const floating *b,
-                                const floating *hm, floating *q, Py_ssize_t n, int act,
-                                int ract) noexcept nogil:
-    """GRU reset_after=False, step 3 for one row (_gru.pyx's _gates_row)."""
-    if floating is float:
-        if act == TANH and ract == SIGMOID:
-            gates_row_f32(g, rec, b, hm, q, n)
-            return
-    cdef Py_ssize_t j
-    cdef floating z, r
-    for j in range(n):
-        z = _activate((g[j] + b[j]) + rec[j], ract)
-        r = _activate((g[n + j] + b[n + j]) + rec[n + j], ract)
-        g[j], g[n + j] = z, r
-        q[j] = r * hm[j]
-
-
-cdef inline void _gru_candidate_row(const floating *z, floating *g_h,
-                                    const floating *rec_h, const floating *b_h,
-                                    const floating *h_prev, floating *h, Py_ssize_t n,
-                                    int act, int ract) noexcept nogil:
-    """GRU reset_after=False, steps 4-5 for one row (_gru.pyx's _candidate_row)."""
-    if floating is float:
-        if act == TANH and ract == SIGMOID:
-            candidate_row_f32(z, g_h, rec_h, b_h, h_prev, h, NULL, NULL, n)
-            return
-    cdef Py_ssize_t j
-    cdef floating c
-    for j in range(n):
-        c = _activate((g_h[j] + b_h[j]) + rec_h[j], act)
-        h[j] = z[j] * h_prev[j] + (1 - z[j]) * c
 
 
 # -- one step ------------------------------------------------------------------------
@@ -327,7 +208,8 @@ cdef void _step(int kind, floating *h, floating *c, floating *z, floating *rec,
         _project(z, G, x, W_x, D, G, h, W_h, H, G, B, G, vm)
         # 3-5. gates, c_t (into h_new), h_t (into h: the product has read it)
         for i in range(B):
-            _lstm_row(z + i * G, b, c + i * H, h_new + i * H, h + i * H, H, act, ract)
+            lstm_forward_row(z + i * G, b, c + i * H, h_new + i * H, h + i * H, NULL,
+                             NULL, H, act, ract)
         memcpy(c, h_new, B * H * sizeof(floating))
     elif kind == GRU_AFTER:
         G = 3 * H
@@ -336,8 +218,8 @@ cdef void _step(int kind, floating *h, floating *c, floating *z, floating *rec,
         _project(rec, G, h, W_h, H, G, NULL, NULL, 0, 0, B, G, vm)
         # 3-5. h_new = z * h + (1 - z) * n
         for i in range(B):
-            _gru_after_row(z + i * G, rec + i * G, b, b + G, h + i * H, hn + i * H,
-                           h_new + i * H, H, act, ract)
+            gru_after_row(z + i * G, rec + i * G, b, b + G, h + i * H, hn + i * H,
+                          h_new + i * H, NULL, NULL, H, act, ract)
         memcpy(h, h_new, B * H * sizeof(floating))
     else:
         G = 3 * H
@@ -346,13 +228,14 @@ cdef void _step(int kind, floating *h, floating *c, floating *z, floating *rec,
         _project(rec, G, h, W_h, H, G, NULL, NULL, 0, 0, B, 2 * H, vm)
         # 3. z, r; hn = q = r * h
         for i in range(B):
-            _gru_gates_row(z + i * G, rec + i * G, b, h + i * H, hn + i * H, H, act, ract)
+            gru_gates_row(z + i * G, rec + i * G, b, h + i * H, hn + i * H, H, act, ract)
         # 4. rec[:, 2H:] = q @ U_h
         _project(rec + 2 * H, G, hn, W_h + 2 * H, H, G, NULL, NULL, 0, 0, B, H, vm)
         # 4-5. h_new = z * h + (1 - z) * n
         for i in range(B):
-            _gru_candidate_row(z + i * G, z + i * G + 2 * H, rec + i * G + 2 * H,
-                               b + 2 * H, h + i * H, h_new + i * H, H, act, ract)
+            gru_candidate_row(z + i * G, z + i * G + 2 * H, rec + i * G + 2 * H,
+                              b + 2 * H, h + i * H, h_new + i * H, NULL, NULL, H, act,
+                              ract)
         memcpy(h, h_new, B * H * sizeof(floating))
 
 
@@ -510,26 +393,9 @@ cdef class Stepper:
             self._h[...] = 0
             self._c[...] = 0
             return
-        if not isinstance(states, (list, tuple)):
-            if len(names) != 1:
-                raise ValueError(f"expected states to be a list of {len(names)} arrays "
-                                 f"{list(names)}, got {type(states).__name__}")
-            states = [states]
-        if len(states) != len(names):
-            raise ValueError(f"expected states to be a list of {len(names)} arrays "
-                             f"{list(names)}, got {len(states)}")
-        new = []
-        for name, s in zip(names, states):
-            try:
-                a = np.asarray(s, dtype=self.dtype)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"expected state {name} convertible to a "
-                                 f"{self.dtype} array of shape {self._shape}, got "
-                                 f"{type(s).__name__}: {e}") from None
-            if a.shape != self._shape:
-                raise ValueError(f"expected state {name} of shape {self._shape}, got "
-                                 f"{a.shape}")
-            new.append(a)
+        new = [_checks.converted(f"state {name}", s, self.dtype, self._shape,
+                                 contiguous=False)
+               for name, s in zip(names, _checks.state_list(names, states))]
         self._h[...] = new[0]
         if len(new) > 1:
             self._c[...] = new[1]
@@ -581,16 +447,8 @@ cdef class Stepper:
 
     cdef _run_converted(self, x_t):
         """The slow path: x_t converted (a copy), its shape checked, then the step."""
-        expected = (self.batch_size, self.input_dim)
-        try:
-            x = np.ascontiguousarray(x_t, dtype=self.dtype)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"expected x_t convertible to a {self.dtype} array of shape "
-                             f"(batch, features) = {expected}, got "
-                             f"{type(x_t).__name__}: {e}") from None
-        if x.shape != expected:
-            raise ValueError(f"expected x_t of shape (batch, features) = {expected}, got "
-                             f"shape {x.shape}")
+        x = _checks.converted("x_t", x_t, self.dtype, (self.batch_size, self.input_dim),
+                              "(batch, features)")
         self._run(_data(x))
 
     cdef _output(self, out):
