@@ -9,7 +9,7 @@ three, as in Keras, where ``keras.layers.RNN`` runs any cell.
 """
 import numpy as np
 
-from crnn import activations, backend as _backend, engine, initializers
+from crnn import _checks, activations, backend as _backend, engine, initializers
 from crnn.layers.base import Layer, as_input
 from crnn.streaming import RecurrentStepMixin
 
@@ -205,16 +205,8 @@ class RNNCell(Layer):
         if states is None:
             return self.get_initial_state(batch_size)
         names = self.state_names
-        if not isinstance(states, (list, tuple)):
-            if len(names) != 1:
-                raise ValueError(f"expected states to be a list of {len(names)} arrays "
-                                 f"{list(names)}, got {type(states).__name__}")
-            states = [states]
-        if len(states) != len(names):
-            raise ValueError(f"expected states to be a list of {len(names)} arrays "
-                             f"{list(names)}, got {len(states)}")
         out = []
-        for name, s in zip(names, states):
+        for name, s in zip(names, _checks.state_list(names, states)):
             s = as_input(f"state {name}", s, self.dtype, 2, "(batch, units)")
             if s.shape != (batch_size, self.units):
                 raise ValueError(f"expected state {name} of shape "
