@@ -3,6 +3,17 @@
 Cython kernels over BLAS run the time loop and backpropagation through time; every kernel
 has a NumPy twin in :mod:`crnn.reference` that defines what it computes.
 """
+try:
+    from crnn import _blas  # noqa: F401  (the first compiled module: is the build here?)
+except ImportError:   # pragma: no cover - depends on how crnn was installed
+    import os as _os
+    raise ImportError(
+        f"crnn's compiled kernels (crnn._blas and the others) are missing from "
+        f"{_os.path.dirname(__file__)}. "
+        f"This is a source checkout that has not been built: build it in place with "
+        f"'pip install -e .' (or 'python setup.py build_ext --inplace'), or run from "
+        f"another folder so that Python imports the installed crnn instead") from None
+
 from crnn import (callbacks, losses, metrics, ops, optimizers, reference, saving,
                   streaming)
 from crnn.backend import get_backend, set_backend
