@@ -360,6 +360,17 @@ def symbolic_call(layer, args, kwargs):
     return pack_like(specs, outs)
 
 
+def substitute(structure, values):
+    """``structure`` (a symbolic tensor, or lists/tuples of them and other objects) with
+    every :class:`SymbolicTensor` replaced by ``values[id(tensor)]``: how a functional
+    model's graph is evaluated, node by node."""
+    if isinstance(structure, SymbolicTensor):
+        return values[id(structure)]
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(substitute(s, values) for s in structure)
+    return structure
+
+
 def topological_nodes(outputs):
     """The nodes that ``outputs`` depend on, each after the nodes it reads from."""
     order, state = [], {}

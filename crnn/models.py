@@ -202,16 +202,9 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
             for placeholder, m in zip(flat_in, _mask_list(mask, len(flat_in))):
                 masks[id(placeholder)] = m
 
-        def resolve(s):
-            if isinstance(s, engine.SymbolicTensor):
-                return values[id(s)]
-            if isinstance(s, (list, tuple)):
-                return type(s)(resolve(i) for i in s)
-            return s
-
         for node in self._nodes:
-            args = resolve(node.args)
-            kwargs = {k: resolve(v) for k, v in node.kwargs.items()}
+            args = engine.substitute(node.args, values)
+            kwargs = {k: engine.substitute(v, values) for k, v in node.kwargs.items()}
             first = node.args[0] if node.args else None
             in_mask = (masks.get(id(first)) if isinstance(first, engine.SymbolicTensor)
                        else None)
@@ -226,7 +219,7 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
         out_masks = [masks.get(id(t)) for t in flat_out]
         self.output_mask = (out_masks if isinstance(self.outputs, (list, tuple))
                             else out_masks[0])
-        return resolve(self.outputs)
+        return engine.substitute(self.outputs, values)
 
     # -- calling ---------------------------------------------------------------------
     def __call__(self, *args, **kwargs):

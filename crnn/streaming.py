@@ -46,7 +46,7 @@ samples (greedy, or with a temperature).
 """
 import numpy as np
 
-from crnn import _checks, backend as _backend
+from crnn import _checks, backend as _backend, engine
 from crnn._step import Stepper
 
 __all__ = ["ModelStepper", "ReferenceStepper", "Stepper", "generate", "make_stepper"]
@@ -362,7 +362,6 @@ class ModelStepper:
 
     def step(self, x_t):
         """The model's output at one time step; advances every recurrent layer."""
-        from crnn import engine
         model = self.model
         if self._sequential:
             if [id(layer) for layer in model.layers] != self._layer_ids:
@@ -379,19 +378,12 @@ class ModelStepper:
             raise ValueError(f"expected {len(flat_in)} input arrays, got {len(given)}")
         values = {id(p): v for p, v in zip(flat_in, given)}
 
-        def resolve(s):
-            if isinstance(s, engine.SymbolicTensor):
-                return values[id(s)]
-            if isinstance(s, (list, tuple)):
-                return type(s)(resolve(i) for i in s)
-            return s
-
         for node, op in zip(model._nodes, self._ops):
-            args = resolve(node.args)
+            args = engine.substitute(node.args, values)
             out = op(*args)
             for sym, val in zip(node.outputs, engine.flatten(out)):
                 values[id(sym)] = val
-        return resolve(model.outputs)
+        return engine.substitute(model.outputs, values)
 
 
 def _model_stepper(model, batch_size):
