@@ -276,3 +276,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (crnn demo --list | head): stop quietly, as a program
+        # killed by SIGPIPE does, and keep Python's exit flush from failing again
+        if sys.stdout is sys.__stdout__:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+        return 141

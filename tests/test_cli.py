@@ -237,3 +237,11 @@ def test_python_dash_m(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "unknown example 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch):
+    # crnn demo --list | head: the reader goes away while we print
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr("builtins.print", closed)
+    assert cli.main(["demo", "--list"]) == 141
