@@ -72,7 +72,7 @@ def run(out_dir, quick=True, seed=0, verbose=1, tiny=False, lengths=None, cells=
     if tiny:
         form = dict(lengths=(5, 12), n_train=256, epochs=3, units=8)
     elif quick:
-        form = dict(lengths=(10, 50, 100), n_train=4000, epochs=8, units=units)
+        form = dict(lengths=(10, 50, 100), n_train=6000, epochs=12, units=units)
     else:
         form = dict(lengths=(10, 50, 100, 200), n_train=10000, epochs=20, units=units)
     lengths = tuple(lengths or form["lengths"])
