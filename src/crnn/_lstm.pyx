@@ -54,6 +54,7 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from crnn._activations cimport SIGMOID, TANH
+from crnn._padding cimport hold_padded_row, pass_padded_rows
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
 from crnn._lstm_rows cimport lstm_backward_row, lstm_forward_row
 
@@ -159,12 +160,11 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
     # W_rec is W_h (H, G) (t_rec Trans) or its stored transpose (G, H) (t_rec NoTrans):
     # op(W_rec) = W_h^T. real (B, T) or NULL: the mask of real steps; dh_pad (B, H)
     # scratch where real is not NULL.
-    cdef Py_ssize_t t, r, j, padded
+    cdef Py_ssize_t t, r, padded
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t TG = T * G, TH = T * H
     cdef int ld_rec = <int> (G if t_rec == Trans else H)
     cdef const floating *c_prev
-    cdef const floating *dhs_row
     # With no gradient on the sequence output, dhs points at one row of zeros that every
     # (b, t) reads: a stride of 0 instead of a second copy of the loop.
     cdef Py_ssize_t ld_dhs = H if dhs_given else 0
@@ -182,10 +182,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
                 # 6b. a padded row: nothing into the step, dc_next unchanged;
                 # dh_pad = dhs_t + dh_next
                 padded += 1
-                memset(dz + r * TG + t * G, 0, G * sizeof(floating))
-                dhs_row = dhs + (r * T + t) * ld_dhs
-                for j in range(H):
-                    dh_pad[r * H + j] = dh_next[r * H + j] + dhs_row[j]
+                hold_padded_row(dz + r * TG + t * G, G, dh_pad + r * H, dh_next + r * H,
+                                dhs + (r * T + t) * ld_dhs, H)
         # 2b. dh_next = dz[:, t] @ W_h^T
         gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
              dz + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dh_next, <int> H)
@@ -195,9 +193,7 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dc_next, floating
                 dh_next[r] *= mask[r]
         if padded:
             # 6b. a padded row passes its gradient straight to h_{t-1}
-            for r in range(B):
-                if not real[r * T + t]:
-                    memcpy(dh_next + r * H, dh_pad + r * H, H * sizeof(floating))
+            pass_padded_rows(dh_next, dh_pad, real, B, T, t, H)
     # 1b. dW_x = x^T @ dz and dx = dz @ W_x^T, over all B*T rows
     gemm(Trans, NoTrans, <int> D, <int> G, <int> (B * T), <floating> 1.0,
          x, <int> D, dz, <int> G, <floating> 0.0, dW_x, <int> G)

@@ -34,6 +34,7 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from crnn._activations cimport activation_grad_row, bias_activate_row
+from crnn._padding cimport hold_padded_row, pass_padded_rows
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
 
 import numpy as np
@@ -97,9 +98,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
     # W_rec is W_h (t_rec Trans) or its stored transpose (t_rec NoTrans):
     # op(W_rec) = W_h^T. real (B, T) or NULL: the mask of real steps; dh_pad (B, H)
     # scratch where real is not NULL.
-    cdef Py_ssize_t t, i, j, padded
+    cdef Py_ssize_t t, i, padded
     cdef Py_ssize_t TH = T * H
-    cdef const floating *dhs_row
     # With no gradient on the sequence output, dhs points at one row of zeros that every
     # (b, t) reads: a stride of 0 instead of a second copy of the loop.
     cdef Py_ssize_t ld_dhs = H if dhs_given else 0
@@ -114,10 +114,8 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
             else:
                 # 4b. a padded row: nothing into the step; dh_pad = dhs_t + dh_next
                 padded += 1
-                memset(da + i * TH + t * H, 0, H * sizeof(floating))
-                dhs_row = dhs + (i * T + t) * ld_dhs
-                for j in range(H):
-                    dh_pad[i * H + j] = dh_next[i * H + j] + dhs_row[j]
+                hold_padded_row(da + i * TH + t * H, H, dh_pad + i * H, dh_next + i * H,
+                                dhs + (i * T + t) * ld_dhs, H)
         # 2b. dh_next = da_t @ W_h^T
         gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
              da + t * H, <int> TH, W_rec, <int> H, <floating> 0.0, dh_next, <int> H)
@@ -127,9 +125,7 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                 dh_next[i] *= mask[i]
         if padded:
             # 4b. a padded row passes its gradient straight to h_{t-1}
-            for i in range(B):
-                if not real[i * T + t]:
-                    memcpy(dh_next + i * H, dh_pad + i * H, H * sizeof(floating))
+            pass_padded_rows(dh_next, dh_pad, real, B, T, t, H)
     # 1b. dW_x = x^T @ da and dx = da @ W_x^T, over all B*T rows
     gemm(Trans, NoTrans, <int> D, <int> H, <int> (B * T), <floating> 1.0,
          x, <int> D, da, <int> H, <floating> 0.0, dW_x, <int> H)
