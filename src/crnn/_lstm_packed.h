@@ -276,8 +276,8 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
         float *zs = scratch + off[2] + tid * (B + CRNN_PG_MR) * CRNN_PG_NR;
         crnn_lstm_pack_fwd(W_x, D, H, Wxp, tid * np / nth, (tid + 1) * np / nth);
         crnn_lstm_pack_fwd(W_h, H, H, Whp, tid * np / nth, (tid + 1) * np / nth);
-        const Py_ssize_t nq = crnn_pg_row_chunks(np, nth), items = np * nq;
-        const Py_ssize_t i0 = tid * items / nth, i1 = (tid + 1) * items / nth;
+        Py_ssize_t nq, i0, i1;
+        crnn_pg_thread_tiles(np, tid, nth, &nq, &i0, &i1);
         const int cnt[4] = {16, 16, 16, 16};
         if (m != NULL) {
             /* 0. h_masked = h0 * m, the rows of this thread's share */
@@ -368,8 +368,8 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
         memset(dbt, 0, G * sizeof(float));
         crnn_lstm_pack_bwd(W_h, H, G, Whp, tid * np / nth, (tid + 1) * np / nth);
         crnn_lstm_pack_bwd(W_x, D, G, Wxp, tid * npx / nth, (tid + 1) * npx / nth);
-        const Py_ssize_t nq = crnn_pg_row_chunks(np, nth), items = np * nq;
-        const Py_ssize_t i0 = tid * items / nth, i1 = (tid + 1) * items / nth;
+        Py_ssize_t nq, i0, i1;
+        crnn_pg_thread_tiles(np, tid, nth, &nq, &i0, &i1);
         /* 5b-3c of step T-1, this thread's tiles (dh_next is dh_last: no mask) */
         for (Py_ssize_t i = i0; i < i1; i++) {
             const Py_ssize_t u0 = (i / nq) * CRNN_PG_NR;
@@ -442,7 +442,8 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
          * (panel of 4H, chunk of the D + H output rows). The (b, t) row of
          * h_masked_prev is h_masked_{t-1}: hs_m one row back, h0_m at t = 0. */
         const Py_ssize_t nb = nbx + nbh;
-        const Py_ssize_t nqw = crnn_pg_row_chunks(npg, nth), itw = npg * nqw;
+        Py_ssize_t nqw, iw0, iw1;
+        crnn_pg_thread_tiles(npg, tid, nth, &nqw, &iw0, &iw1);
         for (Py_ssize_t j0 = 0; j0 < BT; j0 += CRNN_LP_KCW) {
             const Py_ssize_t kc = crnn_pg_min(CRNN_LP_KCW, BT - j0);
             {
@@ -457,7 +458,7 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
                                    (tid + 1) * npg / nth);
             }
             crnn_pg_barrier(&bar, nth, tid, &sense);
-            for (Py_ssize_t i = tid * itw / nth; i < (tid + 1) * itw / nth; i++) {
+            for (Py_ssize_t i = iw0; i < iw1; i++) {
                 const Py_ssize_t p = i / nqw, q = i % nqw;
                 const Py_ssize_t rb0 = q * nb / nqw, rb1 = (q + 1) * nb / nqw;
                 int cnt[4];

@@ -351,6 +351,16 @@ static inline Py_ssize_t crnn_pg_row_chunks(Py_ssize_t np, int nth)
     return (np % nth == 0 || np >= 4 * nth) ? 1 : nth;
 }
 
+/* Thread tid's share (of nth) of the tiles of a product with np panels: the rows are
+ * split into *nq chunks, and the thread takes tiles [*i0, *i1), numbered p-major. */
+static inline void crnn_pg_thread_tiles(Py_ssize_t np, int tid, int nth, Py_ssize_t *nq,
+                                        Py_ssize_t *i0, Py_ssize_t *i1)
+{
+    *nq = crnn_pg_row_chunks(np, nth);
+    *i0 = tid * (np * *nq) / nth;
+    *i1 = (tid + 1) * (np * *nq) / nth;
+}
+
 /* Rows [*r0, *r1) of chunk q of nq over M rows. */
 static inline void crnn_pg_chunk_rows(Py_ssize_t M, Py_ssize_t nq, Py_ssize_t q,
                                       Py_ssize_t *r0, Py_ssize_t *r1)
@@ -562,8 +572,8 @@ static void crnn_pg_gemm_steps(const float *A, Py_ssize_t lda, const float *W,
         int sense = 0;
         crnn_pg_pack_plain(W, ldw, K, N, Wp, tid * np / nth, (tid + 1) * np / nth);
         crnn_pg_barrier(&bar, nth, tid, &sense);
-        const Py_ssize_t nq = crnn_pg_row_chunks(np, nth), items = np * nq;
-        const Py_ssize_t i0 = tid * items / nth, i1 = (tid + 1) * items / nth;
+        Py_ssize_t nq, i0, i1;
+        crnn_pg_thread_tiles(np, tid, nth, &nq, &i0, &i1);
         for (Py_ssize_t s = 0; s < steps; s++) {
             for (Py_ssize_t i = i0; i < i1; i++) {
                 const Py_ssize_t p = i / nq;
