@@ -25,7 +25,7 @@ paths. Nothing of the layer is changed; the replacement holds only during the ca
 import numpy as np
 
 from crnn import engine, losses as _losses, ops
-from crnn.layers.recurrent import RNN
+from crnn.layers.recurrent import RNN, sequence_mask
 from crnn.training import LossOp, _Data, _not_recording
 
 __all__ = ["gradient_flow", "recurrent_layers"]
@@ -56,17 +56,6 @@ def _find_layer(model, layer):
     return layer
 
 
-def _real_steps(mask, lengths, B, T):
-    """The ``(B, T)`` bool mask of real steps from a layer call's ``mask=`` or
-    ``lengths=`` (as :class:`crnn.layers.RNN` takes them), or None: every step real."""
-    if lengths is not None:
-        lengths = np.asarray(engine.value_of(lengths))
-        return np.arange(T)[None, :] < lengths[:, None]
-    if mask is not None:
-        return np.asarray(engine.value_of(mask)) != 0
-    return None
-
-
 def _stepwise(layer, record):
     """A ``call`` for ``layer`` that runs its time loop one cell step at a time and
     appends, per call, the list of every step's state tensors to ``record``. A padded
@@ -79,7 +68,7 @@ def _stepwise(layer, record):
         B, T = engine.value_of(inputs).shape[:2]
         if T == 0:
             raise ValueError("expected at least one time step, got T = 0")
-        real = _real_steps(mask, lengths, B, T)
+        real = sequence_mask(mask, lengths, B, T)   # as the layer reads them; None: all real
         if layer.go_backwards:
             steps = steps[::-1]
             real = None if real is None else real[:, ::-1]
