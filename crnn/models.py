@@ -25,6 +25,7 @@ import numpy as np
 
 from crnn import engine
 from crnn.layers.base import Layer, as_dtype
+from crnn.layers.recurrent import sequence_mask
 from crnn.saving import SavingMixin
 from crnn.streaming import ModelStepMixin
 from crnn.training import TrainingMixin, note_inputs
@@ -80,14 +81,10 @@ def call_layer(layer, args, kwargs, training, mask=None):
     if engine.is_symbolic(args):
         return out, None   # building a graph: masks exist only for arrays
     used = kwargs.get("mask", mask)
-    if "lengths" in kwargs and kwargs["lengths"] is not None:
-        used = np.arange(_steps(args[0]))[None, :] < np.asarray(
-            engine.value_of(kwargs["lengths"]))[:, None]
+    if kwargs.get("lengths") is not None:          # the mask the layer read them as
+        B, T = np.shape(engine.value_of(args[0]))[:2]
+        used = sequence_mask(None, kwargs["lengths"], B, T)
     return out, layer.compute_mask(args[0] if args else None, used)
-
-
-def _steps(x):
-    return (x.shape if hasattr(x, "shape") else np.shape(x))[1]
 
 
 def _mask_list(mask, n):
