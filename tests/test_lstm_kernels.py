@@ -126,6 +126,50 @@ def test_packed_path_matches_reference(rng, packed_settings, variant, threads, m
             assert_close(a, e, np.float32, err_msg=f"{name} {given}")
 
 
+@pytest.mark.parametrize("path", ["packed", "blas"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=[VARIANT_IDS[v] for v in VARIANTS])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("size", ["odd", "b1", "long", "ones"])
+def test_inference_returns_the_forward_states(rng, packed_settings, path, variant, threads,
+                                              padded, size):
+    # lstm_inference keeps only two steps of c (and of h without return_sequences) on
+    # the packed path: every state it returns must be the forward's own, bit for bit,
+    # and the reference's within rounding
+    B, T, D, H = PACKED_SIZES[size]
+    fast._packed_isa(variant)
+    fast._packed_threads(threads)
+    fast._force_path(path)
+    x, h0, c0, W_x, W_h, b, _ = lstm_problem(rng, B, T, D, H, np.float32)
+    mask = rng.random((B, T)) < 0.7 if padded else None
+    hs, cs, _ = fast.lstm_forward(x, h0, c0, W_x, W_h, b, mask=mask)
+    for sequences in (True, False):
+        out, h_last, c_last = fast.lstm_inference(x, h0, c0, W_x, W_h, b, mask=mask,
+                                                  return_sequences=sequences)
+        np.testing.assert_array_equal(h_last, hs[:, -1])
+        np.testing.assert_array_equal(c_last, cs[:, -1])
+        if sequences:
+            np.testing.assert_array_equal(out, hs)
+        else:
+            assert out is None
+        expected = ref.lstm_inference(x, h0, c0, W_x, W_h, b, mask=mask,
+                                      return_sequences=sequences)
+        for name, a, e in zip(["hs", "h_last", "c_last"], (out, h_last, c_last), expected):
+            if e is not None:
+                assert_close(a, e, np.float32, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", [fast, ref], ids=["cython", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inference_of_empty_sequences_returns_the_initial_states(rng, backend, dtype):
+    x, h0, c0, W_x, W_h, b, _ = lstm_problem(rng, 3, 0, 2, 5, dtype)
+    out, h_last, c_last = backend.lstm_inference(x, h0, c0, W_x, W_h, b)
+    assert out.shape == (3, 0, 5)
+    np.testing.assert_array_equal(h_last, h0)
+    np.testing.assert_array_equal(c_last, c0)
+    assert h_last is not h0 and c_last is not c0
+
+
 def test_packed_and_blas_paths_agree(rng, packed_settings):
     # the (64, 100, 128, 256) benchmark shape, shortened: both paths, same answer
     x, h0, c0, W_x, W_h, b, _ = lstm_problem(rng, 64, 6, 128, 256, np.float32)

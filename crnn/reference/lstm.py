@@ -59,6 +59,20 @@ def lstm_forward(x, h0, c0, W_x, W_h, b, activation="tanh", recurrent_activation
     return hs, cs, gates
 
 
+def lstm_inference(x, h0, c0, W_x, W_h, b, activation="tanh",
+                   recurrent_activation="sigmoid", mask=None, return_sequences=True):
+    """:func:`lstm_forward` when no backward pass follows (``crnn.no_grad``): returns
+    ``hs (B, T, H)`` (None unless ``return_sequences``) and the final states
+    ``h_last``, ``c_last (B, H)`` (``h0``, ``c0`` when ``T == 0``)."""
+    hs, cs, _ = lstm_forward(x, h0, c0, W_x, W_h, b, activation, recurrent_activation,
+                             None, mask)
+    if hs.shape[1] == 0:
+        h_last, c_last = np.array(h0, dtype=x.dtype), np.array(c0, dtype=x.dtype)
+    else:
+        h_last, c_last = hs[:, -1].copy(), cs[:, -1].copy()
+    return (hs if return_sequences else None), h_last, c_last
+
+
 def lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last, dc_last,
                   activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None,
                   mask=None):

@@ -165,32 +165,49 @@ static void crnn_lstm_pack_at(const float *S, const float *first, Py_ssize_t shi
 
 /* Forward steps 3-5 for rows [r0, r1) and units [u0, u0 + nu) of step t, from the
  * staged tile zs (rows of 64: i, f, g, o of 16 units; zs holds row r0 first) into the
- * gate buffer z_t (the tile's units at z + u0, rows ldz apart); c_t and h_t rows ldh
- * apart, c_prev rows ldp apart, h_prev (h_{t-1}) rows ldq apart, h_masked (step t+1's
- * h * m), hm_prev (step t's) and m rows H apart. real_t: the mask of real steps at
- * step t, rows T apart (NULL: every row real); on a padded row, step 6 instead: c_t and
- * h_t (and h * m) are carried over and the gates are zero. */
+ * gate buffer z_t (the tile's units at z + u0, rows ldz apart; z NULL: the gates are not
+ * kept); c_t rows ldc apart, h_t rows ldh apart, c_prev rows ldp apart, h_prev (h_{t-1})
+ * rows ldq apart, h_masked (step t+1's h * m), hm_prev (step t's) and m rows H apart.
+ * real_t: the mask of real steps at step t, rows T apart (NULL: every row real); on a
+ * padded row, step 6 instead: c_t and h_t (and h * m) are carried over and the gates are
+ * zero. */
 CRNN_CLONES static void
 crnn_lstm_forward_tile_f32(const float *zs, float *z, Py_ssize_t ldz, const float *b,
-                           const float *c_prev, Py_ssize_t ldp, float *c, float *h,
-                           Py_ssize_t ldh, float *h_masked, const float *m, Py_ssize_t H,
-                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0, Py_ssize_t nu,
-                           const unsigned char *real_t, Py_ssize_t T, const float *h_prev,
-                           Py_ssize_t ldq, const float *hm_prev)
+                           const float *c_prev, Py_ssize_t ldp, float *c, Py_ssize_t ldc,
+                           float *h, Py_ssize_t ldh, float *h_masked, const float *m,
+                           Py_ssize_t H, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t u0,
+                           Py_ssize_t nu, const unsigned char *real_t, Py_ssize_t T,
+                           const float *h_prev, Py_ssize_t ldq, const float *hm_prev)
 {
+    if (nu == CRNN_LP_FU && real_t == NULL) {
+        /* the common case, a whole panel of units and no padding: with the count a
+         * constant, each row is one pass of whole vectors, and the constants of the
+         * activations are set up once per tile, not once per row (measured: half the
+         * pass's time at (64, 100, 128, 256)) */
+        for (Py_ssize_t r = r0; r < r1; r++)
+            crnn_lstm_forward_units_f32(zs + (r - r0) * CRNN_PG_NR, CRNN_LP_FU,
+                                        z == NULL ? NULL : z + r * ldz + u0, b + u0,
+                                        c_prev + r * ldp + u0, c + r * ldc + u0,
+                                        h + r * ldh + u0,
+                                        m == NULL ? NULL : h_masked + r * H + u0,
+                                        m == NULL ? NULL : m + r * H + u0, H, CRNN_LP_FU);
+        return;
+    }
     for (Py_ssize_t r = r0; r < r1; r++) {
         if (real_t != NULL && !real_t[r * T]) {
             /* 6. a padded row: the states pass through, the gates are zero */
-            for (int g = 0; g < 4; g++)
-                memset(z + r * ldz + g * H + u0, 0, nu * sizeof(float));
-            memcpy(c + r * ldh + u0, c_prev + r * ldp + u0, nu * sizeof(float));
+            if (z != NULL)
+                for (int g = 0; g < 4; g++)
+                    memset(z + r * ldz + g * H + u0, 0, nu * sizeof(float));
+            memcpy(c + r * ldc + u0, c_prev + r * ldp + u0, nu * sizeof(float));
             memcpy(h + r * ldh + u0, h_prev + r * ldq + u0, nu * sizeof(float));
             if (m != NULL)
                 memcpy(h_masked + r * H + u0, hm_prev + r * H + u0, nu * sizeof(float));
             continue;
         }
-        crnn_lstm_forward_units_f32(zs + (r - r0) * CRNN_PG_NR, CRNN_LP_FU, z + r * ldz + u0,
-                                    b + u0, c_prev + r * ldp + u0, c + r * ldh + u0,
+        crnn_lstm_forward_units_f32(zs + (r - r0) * CRNN_PG_NR, CRNN_LP_FU,
+                                    z == NULL ? NULL : z + r * ldz + u0, b + u0,
+                                    c_prev + r * ldp + u0, c + r * ldc + u0,
                                     h + r * ldh + u0,
                                     m == NULL ? NULL : h_masked + r * H + u0,
                                     m == NULL ? NULL : m + r * H + u0, H, nu);
@@ -250,17 +267,38 @@ crnn_lstm_backward_tile_f32(float *dz, Py_ssize_t ldz, float *db, float *dc_next
  * tile in one L1 and one L2 set (measured: the step's elementwise pass at 19 ns a unit
  * instead of 2.5). scratch: laid out by crnn_lstm_forward_scratch for
  * crnn_pg_max_threads() threads, 64-byte aligned; h_masked 2 * B * H floats when m is
- * not NULL. */
+ * not NULL.
+ *
+ * gates NULL: a forward without backward (crnn.no_grad): the gates are not kept, cs is
+ * (2, B, H) and holds only c of the last two steps, by parity of t (c_{T-1} ends in
+ * cs[(T-1) & 1]), and so does hs unless h_all (then hs is (B, T, H), every h_t). */
+typedef struct {
+    float *p;        /* step 0 of row 0 */
+    Py_ssize_t ld;   /* floats between rows */
+    Py_ssize_t ts;   /* floats between steps */
+    int wrap;        /* 1: two steps, by parity of t */
+} crnn_lp_states_t;
+
+static inline float *crnn_lp_at(const crnn_lp_states_t *s, Py_ssize_t t)
+{
+    return s->p + (s->wrap ? (t & 1) : t) * s->ts;
+}
+
+
 static void
 crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                              const float *h0, const float *c0, const float *W_x,
                              const float *W_h, float *scratch, const float *b,
                              const float *m, float *h_masked, const unsigned char *real,
                              Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
-                             int threads)
+                             int h_all, int threads)
 {
     const int isa = crnn_pg_isa();
     const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H;
+    const crnn_lp_states_t all_hs = {hs, TH, H, 0}, two_hs = {hs, H, B * H, 1};
+    const crnn_lp_states_t hst = (gates != NULL || h_all) ? all_hs : two_hs;
+    const crnn_lp_states_t cst = gates != NULL ? (crnn_lp_states_t){cs, TH, H, 0}
+                                               : (crnn_lp_states_t){cs, H, B * H, 1};
     const Py_ssize_t np = (H + CRNN_LP_FU - 1) / CRNN_LP_FU;
     Py_ssize_t off[3];
     crnn_lstm_forward_scratch(B, D, H, crnn_pg_max_threads(), off);
@@ -289,15 +327,13 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
         for (Py_ssize_t t = 0; t < T; t++) {
             const float *A;
             Py_ssize_t lda;
+            const float *c_prev = t == 0 ? c0 : crnn_lp_at(&cst, t - 1);
+            const float *h_prev = t == 0 ? h0 : crnn_lp_at(&hst, t - 1);
+            const Py_ssize_t ldp = t == 0 ? H : cst.ld, ldq = t == 0 ? H : hst.ld;
             if (m != NULL)
                 A = h_masked + (t & 1) * B * H, lda = H;
-            else if (t == 0)
-                A = h0, lda = H;
             else
-                A = hs + (t - 1) * H, lda = TH;
-            const float *c_prev = t == 0 ? c0 : cs + (t - 1) * H;
-            const float *h_prev = t == 0 ? h0 : hs + (t - 1) * H;
-            const Py_ssize_t ldp = t == 0 ? H : TH;
+                A = h_prev, lda = ldq;
             for (Py_ssize_t i = i0; i < i1; i++) {
                 const Py_ssize_t p = i / nq, u0 = p * CRNN_LP_FU;
                 const Py_ssize_t nu = crnn_pg_min(CRNN_LP_FU, H - u0);
@@ -312,12 +348,13 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                 crnn_pg_tile(isa, 0, r1 - r0, H, A + r0 * lda, lda,
                              Whp + p * H * CRNN_PG_NR, zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 1);
                 /* 3-5 (and 0 for step t+1): gates[:, t], cs[:, t], hs[:, t] of the tile */
-                crnn_lstm_forward_tile_f32(zs, gates + t * G, TG, b, c_prev, ldp,
-                                           cs + t * H, hs + t * H, TH,
+                crnn_lstm_forward_tile_f32(zs, gates == NULL ? NULL : gates + t * G, TG, b,
+                                           c_prev, ldp, crnn_lp_at(&cst, t), cst.ld,
+                                           crnn_lp_at(&hst, t), hst.ld,
                                            m == NULL ? NULL
                                                      : h_masked + ((t + 1) & 1) * B * H,
                                            m, H, r0, r1, u0, nu,
-                                           real == NULL ? NULL : real + t, T, h_prev, ldp,
+                                           real == NULL ? NULL : real + t, T, h_prev, ldq,
                                            m == NULL ? NULL : h_masked + (t & 1) * B * H);
             }
             crnn_pg_barrier(&bar, nth, tid, &sense);

@@ -22,7 +22,8 @@ static inline __attribute__((always_inline)) float crnn_sigmoid_f32(float x)
 }
 
 /* Forward steps 3-5 for unit j: activate the gates z_in[g * s_in + j] + b[g * n + j]
- * into z[g * n + j] (z_in may be z, s_in n: in place), write c_t and h_t; returns h_t. */
+ * into z[g * n + j] (z_in may be z, s_in n: in place; z NULL: the gates are not kept),
+ * write c_t and h_t; returns h_t. */
 static inline __attribute__((always_inline)) float
 crnn_lstm_forward_unit_f32(const float *z_in, Py_ssize_t s_in, float *__restrict__ z,
                            const float *__restrict__ b, const float *__restrict__ c_prev,
@@ -33,10 +34,12 @@ crnn_lstm_forward_unit_f32(const float *z_in, Py_ssize_t s_in, float *__restrict
     const float f = crnn_sigmoid_f32(z_in[s_in + j] + b[n + j]);
     const float g = crnn_tanh_f32(z_in[2 * s_in + j] + b[2 * n + j]);
     const float o = crnn_sigmoid_f32(z_in[3 * s_in + j] + b[3 * n + j]);
-    z[j] = i;
-    z[n + j] = f;
-    z[2 * n + j] = g;
-    z[3 * n + j] = o;
+    if (z != NULL) {
+        z[j] = i;
+        z[n + j] = f;
+        z[2 * n + j] = g;
+        z[3 * n + j] = o;
+    }
     const float ct = f * c_prev[j] + i * g;
     c[j] = ct;
     const float ht = o * crnn_tanh_f32(ct);
@@ -49,7 +52,8 @@ crnn_lstm_forward_unit_f32(const float *z_in, Py_ssize_t s_in, float *__restrict
  *     c = f * c_prev + i * g,   h = o * tanh(c)
  * and, when m is not NULL, step 0 of the next step: h_masked = h * m. The four gate
  * blocks of z and b lie n apart, those of z_in s_in apart (count <= n, s_in; z_in is z
- * and s_in n for the pass in place). No other two pointers overlap (__restrict__).
+ * and s_in n for the pass in place); z NULL: the activated gates are not stored (a
+ * forward without backward, crnn.no_grad). No other two pointers overlap (__restrict__).
  * Inlined into a caller compiled for AVX-512 or AVX2, it is vectorised for that. */
 static inline __attribute__((always_inline)) void
 crnn_lstm_forward_units_f32(const float *z_in, Py_ssize_t s_in, float *z,
@@ -59,17 +63,30 @@ crnn_lstm_forward_units_f32(const float *z_in, Py_ssize_t s_in, float *z,
                             Py_ssize_t n, Py_ssize_t count)
 {
     /* ivdep: the four gate blocks of z (and of b) never meet for 0 <= j < count <= n, and
-     * element j of z_in is read only by iteration j; see the backward pass below. */
-    if (m == NULL) {
-#pragma GCC ivdep
-        for (Py_ssize_t j = 0; j < count; j++)
-            crnn_lstm_forward_unit_f32(z_in, s_in, z, b, c_prev, c, h, n, j);
-    } else {
-#pragma GCC ivdep
-        for (Py_ssize_t j = 0; j < count; j++)
-            h_masked[j] = crnn_lstm_forward_unit_f32(z_in, s_in, z, b, c_prev, c, h, n, j)
-                          * m[j];
+     * element j of z_in is read only by iteration j; see the backward pass below. The
+     * four loops are the four cases of (z kept, m given), each vectorised on its own
+     * (GCC would not unswitch the loop on both). */
+#define CRNN_LSTM_UNITS_LOOP(Z, HM)                                                     \
+    _Pragma("GCC ivdep")                                                                \
+    for (Py_ssize_t j = 0; j < count; j++) {                                            \
+        const float ht = crnn_lstm_forward_unit_f32(z_in, s_in, Z, b, c_prev, c, h, n, j); \
+        if (HM)                                                                         \
+            h_masked[j] = ht * m[j];                                                    \
     }
+    if (z != NULL) {
+        if (m == NULL) {
+            CRNN_LSTM_UNITS_LOOP(z, 0)
+        } else {
+            CRNN_LSTM_UNITS_LOOP(z, 1)
+        }
+    } else {
+        if (m == NULL) {
+            CRNN_LSTM_UNITS_LOOP(NULL, 0)
+        } else {
+            CRNN_LSTM_UNITS_LOOP(NULL, 1)
+        }
+    }
+#undef CRNN_LSTM_UNITS_LOOP
 }
 
 /* One whole row of forward steps 3-5 (all n units). */
