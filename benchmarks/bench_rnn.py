@@ -16,7 +16,8 @@ steps, input features, units), all in float32 and in one process:
   bias``, ``bias_hh_l0 = 0``), when torch is importable.
 
 Two modes per implementation: ``fwd``, the forward pass without gradients (torch under
-``torch.no_grad()``, crnn a plain call), and ``fwd+bwd``, the forward pass then the
+``torch.no_grad()``, crnn under ``crnn.no_grad()``: neither keeps what a backward pass
+would need), and ``fwd+bwd``, the forward pass then the
 backward pass of a fixed random gradient on every state ``(B, T, H)`` (crnn:
 ``layer(x)`` then ``layer.backward(grad)``; torch: ``rnn(x)`` with ``x.requires_grad``,
 then ``out.backward(grad)``, with ``x.grad`` and the parameter grads set to None before
@@ -268,7 +269,8 @@ def make_torch_rnn(torch, cell, shape, weights):
 def layer_calls(layer, x, grad):
     """``{mode: (prepare, call)}`` for a crnn layer; ``call`` returns (out, dx or None)."""
     def fwd():
-        return layer(x), None
+        with crnn.no_grad():
+            return layer(x), None
 
     def fwd_bwd():
         out = layer(x)

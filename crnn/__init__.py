@@ -17,7 +17,7 @@ except ImportError:   # pragma: no cover - depends on how crnn was installed
 from crnn import (callbacks, losses, metrics, ops, optimizers, reference, saving,
                   streaming)
 from crnn.backend import get_backend, set_backend
-from crnn.engine import GradientTape, Tensor
+from crnn.engine import GradientTape, Tensor, no_grad
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
                          Flatten, GRUCell, Layer, LSTMCell, Masking, RepeatVector,
                          SimpleRNN, SimpleRNNCell, TimeDistributed)
@@ -31,5 +31,5 @@ __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flat
            "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",
            "Model", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
            "TimeDistributed", "callbacks", "get_backend", "load_model", "losses", "metrics",
-           "generate", "ops", "optimizers", "reference", "save_model", "saving",
+           "generate", "no_grad", "ops", "optimizers", "reference", "save_model", "saving",
            "set_backend", "streaming"]

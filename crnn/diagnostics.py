@@ -26,7 +26,7 @@ import numpy as np
 
 from crnn import engine, losses as _losses, ops
 from crnn.layers.recurrent import RNN, sequence_mask
-from crnn.training import LossOp, _Data, _not_recording
+from crnn.training import LossOp, _Data
 
 __all__ = ["gradient_flow", "recurrent_layers"]
 
@@ -133,7 +133,7 @@ def gradient_flow(model, x, y, layer=None, loss=None, state=0, training=False, n
     record = []
     data = _Data(x, y)
     # Paused outer tapes: this measurement is not part of anyone's training step.
-    with _not_recording():
+    with engine.paused_tapes():
         target.call = _stepwise(target, record)
         try:
             with engine.GradientTape() as tape:

@@ -18,6 +18,7 @@ functional :class:`crnn.Model` is a graph of :class:`Node` objects, recorded by 
 layers on :class:`SymbolicTensor` placeholders (from :func:`crnn.Input`), and replayed
 by calling the same layers on arrays.
 """
+import contextlib
 import threading
 
 import numpy as np
@@ -35,6 +36,51 @@ def _tapes():
 def recording():
     """Whether a :class:`GradientTape` is recording in this thread."""
     return bool(_tapes())
+
+
+def grad_enabled():
+    """Whether layer calls in this thread keep what a backward pass needs (False inside
+    :class:`no_grad`)."""
+    return getattr(_local, "no_grad", 0) == 0
+
+
+class no_grad:
+    """Run layers without keeping anything for a backward pass (``torch.no_grad``; what
+    ``predict`` and ``evaluate`` use).
+
+    Inside, layer calls record nothing on any :class:`GradientTape` (the tapes of this
+    thread are paused), keep no cache for ``backward``, and the recurrent layers run
+    their inference kernels, which store no per-step record (e.g. the LSTM's gates and
+    cell states: 39 MB per call at batch 64, 100 steps, 256 units). The outputs are the
+    same, bit for bit. ``layer.backward`` after a call made inside raises.
+
+    >>> with crnn.no_grad():
+    ...     y = model(x)
+    """
+
+    def __enter__(self):
+        _local.no_grad = getattr(_local, "no_grad", 0) + 1
+        self._paused = paused_tapes()
+        self._paused.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        _local.no_grad -= 1
+        self._paused.__exit__(*exc)
+        return False
+
+
+@contextlib.contextmanager
+def paused_tapes():
+    """Run with every tape of this thread paused (they record nothing inside); a tape
+    opened inside records as usual."""
+    tapes = _tapes()
+    paused = tapes[:]
+    tapes.clear()
+    try:
+        yield
+    finally:
+        tapes[:] = paused + tapes
 
 
 # -- nested structures of tensors ---------------------------------------------------------
@@ -187,7 +233,7 @@ def record(layer, cache, inputs, outputs):
     computed. Returns the outputs as Tensors while a tape records, else unchanged.
     """
     tapes = _tapes()
-    if not tapes:
+    if not tapes or not grad_enabled():   # a tape opened inside no_grad records nothing
         return outputs
     wrapped = [None if o is None else Tensor(o) for o in outputs]
     for tape in tapes:

@@ -94,18 +94,6 @@ class LossOp(Op):
         return [None, grad * d_loss, None], None        # only y_pred gets a gradient
 
 
-@contextlib.contextmanager
-def _not_recording():
-    """Run with every tape of this thread paused (predict and evaluate record nothing)."""
-    tapes = engine._tapes()
-    paused = tapes[:]
-    tapes.clear()
-    try:
-        yield
-    finally:
-        tapes[:] = paused + tapes
-
-
 # -- the arrays of a run --------------------------------------------------------------------
 def _is_array(a):
     return isinstance(a, (np.ndarray, engine.Tensor))
@@ -638,7 +626,7 @@ class TrainingMixin:
         return self._update_state(state, batch, total, parts, preds, ys, sws)
 
     def _test_step(self, batch, state):
-        with _not_recording():
+        with engine.no_grad():
             y_pred = self(batch.x, training=False)
             total, parts, preds, ys, sws = self._losses_of(batch, y_pred)
         return self._update_state(state, batch, total, parts, preds, ys, sws)
@@ -983,7 +971,7 @@ class TrainingMixin:
         pieces, structure = [], None
         for step, batch in data.batches(batch_size):
             cbs.on_predict_batch_begin(step)
-            with _not_recording():
+            with engine.no_grad():
                 out = self(batch.x, training=False)
             structure = out
             leaves = [np.asarray(engine.value_of(o)) for o in engine.flatten(out)]
@@ -1024,7 +1012,7 @@ class TrainingMixin:
     def predict_on_batch(self, x):
         """The model's outputs for one batch, without a tape."""
         data = _Data(x)
-        with _not_recording():
+        with engine.no_grad():
             out = self(data.x, training=False)
         leaves = [np.asarray(engine.value_of(o)) for o in engine.flatten(out)]
         return _pack_outputs(out, leaves)

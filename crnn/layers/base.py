@@ -121,9 +121,25 @@ class Layer:
         """Run the primitive on the flat list ``inputs`` (arrays or Tensors; None for an
         absent optional input) and record it on the tape. Returns the flat outputs."""
         outputs, cache = self._forward([engine.value_of(a) for a in inputs], **options)
-        self._last_call = cache
-        self._called = True
+        if engine.grad_enabled():
+            self._last_call = cache
+            self._called = True
+        else:
+            self._last_call = None
+            self._called = "no_grad"
         return engine.record(self, cache, inputs, outputs)
+
+    def _check_last_call(self):
+        """Raise unless the last call kept what :meth:`_backward_last` needs."""
+        called = getattr(self, "_called", False)
+        if called == "no_grad":
+            raise ValueError(f"{type(self).__name__}.backward after a call inside "
+                             f"crnn.no_grad() (or predict/evaluate), which keeps nothing "
+                             f"to backpropagate through: call the layer outside no_grad "
+                             f"first")
+        if not called:
+            raise ValueError(f"{type(self).__name__}.backward called before any forward "
+                             f"call")
 
     def _forward(self, inputs, **options):
         raise NotImplementedError
@@ -133,9 +149,7 @@ class Layer:
 
     def _backward_last(self, d_outputs):
         """``_backward`` of the last call, outside any tape; sets ``grads``."""
-        if not getattr(self, "_called", False):
-            raise ValueError(f"{type(self).__name__}.backward called before any forward "
-                             f"call")
+        self._check_last_call()
         d_inputs, d_params = self._backward(self._last_call, d_outputs)
         self.grads.clear()  # in place: a wrapping layer may share the dict
         self.grads.update(d_params or {})

@@ -72,6 +72,12 @@ class LSTMCell(RNNCell):
         cs, _ = saved
         return [hs[:, -1].copy(), cs[:, -1].copy()]
 
+    def infer(self, x, states, mask=None, return_sequences=True):
+        hs, h_last, c_last = self.kernels().lstm_inference(
+            x, states[0], states[1], self.kernel, self.recurrent_kernel, self.bias,
+            self.activation, self.recurrent_activation, mask, return_sequences)
+        return hs, [h_last, c_last]
+
     def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         cs, gates = saved
         dx, dh0, dc0, dW_x, dW_h, db = self.kernels().lstm_backward(

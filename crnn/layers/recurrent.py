@@ -255,6 +255,16 @@ class RNNCell(Layer):
         """The states after the last step (T >= 1), as new arrays."""
         raise NotImplementedError
 
+    def infer(self, x, states, mask=None, return_sequences=True):
+        """:meth:`run` when no backward pass follows (:class:`crnn.no_grad`): returns
+        ``(hs (B, T, H) or None, final states)``, ``hs`` only with ``return_sequences``.
+        A cell whose kernels have an inference twin (LSTM) overrides this to skip the
+        per-step record; here, the training kernel runs and its record is dropped."""
+        hs, saved = self.run(x, states, None, mask)
+        finals = (self.final_states(hs, saved) if x.shape[1] > 0
+                  else [s.copy() for s in states])
+        return (hs if return_sequences else None), finals
+
     def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         """Run the backward kernel: ``dhs (B, T, H)`` or None is the gradient on every
         state, ``d_finals`` one gradient (or None) per final state, ``mask`` as given to
@@ -313,9 +323,7 @@ class RNNCell(Layer):
         output is the new ``h``, so the two gradients on it add. Returns
         ``(dx_t, d_prev_states)`` and sets ``grads``.
         """
-        if self._last_call is None:
-            raise ValueError(f"{type(self).__name__}.backward called before any forward "
-                             f"call")
+        self._check_last_call()
         B, H = self._last_call[1][0].shape
         n = len(self.state_names)
         if d_states is None:
@@ -550,9 +558,14 @@ class RNN(RecurrentStepMixin, Layer):
             h_mask = cell.get_recurrent_dropout_mask(B)
         if x_mask is not None:
             x = x * x_mask[:, None, :]
-        hs, saved = cell.run(x, states, h_mask, real)
         # with a mask, hs[:, T-1] holds each sequence's states after its last real step
-        finals = cell.final_states(hs, saved) if T > 0 else [s.copy() for s in states]
+        infer = not engine.grad_enabled() and h_mask is None
+        if infer:
+            # crnn.no_grad: no backward follows, so no record of the steps is kept
+            hs, finals = cell.infer(x, states, real, self.return_sequences)
+        else:
+            hs, saved = cell.run(x, states, h_mask, real)
+            finals = cell.final_states(hs, saved) if T > 0 else [s.copy() for s in states]
         if self.stateful:
             # detached copies: the next call starts here, no gradient flows back into this
             self._states = [np.array(f, dtype=self.dtype, copy=True) for f in finals]
@@ -565,6 +578,8 @@ class RNN(RecurrentStepMixin, Layer):
             outputs = [output, *finals]
         else:
             outputs = [output]
+        if infer:
+            return outputs, None
         return outputs, (x, states, h_mask, hs, saved, x_mask, real)
 
     # -- backward --------------------------------------------------------------------
@@ -595,9 +610,7 @@ class RNN(RecurrentStepMixin, Layer):
     def backward(self, grad):
         """Backpropagate through the last call, outside a tape; see the class
         docstring."""
-        if self._last_call is None:
-            raise ValueError(f"{type(self).__name__}.backward called before any forward "
-                             f"call")
+        self._check_last_call()
         names = self.cell.state_names
         if self.return_state:
             n = 1 + len(names)
