@@ -355,7 +355,8 @@ class RNN(RecurrentStepMixin, Layer):
 
     Calling ``layer(x, initial_state=None, training=False, mask=None, lengths=None)``
     with ``x (B, T, D)`` runs the forward pass and keeps what backward needs (after any
-    call, not only training ones). It returns ``(B, T, H)`` with ``return_sequences``
+    call, not only training ones, except inside :class:`crnn.no_grad`, where it keeps
+    nothing and the LSTM runs its inference kernel). It returns ``(B, T, H)`` with ``return_sequences``
     else ``(B, H)``, and with ``return_state`` the list ``[output, *final_states]``.
 
     Variable-length sequences: ``mask (B, T)`` (bool; True for a real step, False for
