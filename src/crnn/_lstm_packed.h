@@ -1,6 +1,6 @@
 /* The LSTM's forward and backward for float32 with the default activations over the
- * packed GEMM of _pgemm.h, on OpenMP's threads, without BLAS (steps and notation as in
- * _lstm.pyx).
+ * packed GEMM of _pgemm.h, on its pool of threads (crnn_pg_run), without BLAS (steps and
+ * notation as in _lstm.pyx).
  *
  * No BLAS call at all, because an OpenBLAS call before or after the loop was the worst
  * contention measured: OpenBLAS's idle worker spins at full CPU for ~100 ms after every
@@ -8,25 +8,27 @@
  * through SciPy's OpenBLAS, the medium benchmark shape's forward took 70-114 ms instead
  * of 28, the small one's 7.7 ms instead of 0.7). So step 1 (x_t @ W_x) joins step 2 in
  * the per-step GEMM, and the backward's dx, dW_x, dW_h run on the same threads after
- * the loop, in the same parallel region.
+ * the loop, as later phases of the same job.
  *
  * Forward: W_x and W_h are packed once per call with the columns of each panel
  * interleaved by units: panel p holds, for the 16 units u0 = 16p .. u0 + 15, the columns
  * [i_u0..i_u0+15, f_.., g_.., o_..] (zero beyond H), so one 6 x 64 micro-tile of
  * z_t = x_t @ W_x + h_{t-1} @ W_h holds all four gates of those units, and the fused
  * elementwise pass (steps 3-5) runs on the tile right after its GEMM, while it is in L1:
- * no separate pass over the gate buffer, and both threads do the elementwise work. The
- * tiles (panel, row chunk) are split between the threads statically, the same at every
- * step, so each thread updates c_t and h_t of its own units; one barrier per step (step
- * t+1 reads every unit of h_t). With a recurrent mask, h_t * m goes to one of two
- * buffers by parity of t: the other thread may still be reading h_{t-1} * m.
+ * no separate pass over the gate buffer, and both threads do the elementwise work. Each
+ * step is one phase of crnn_pg_run whose items are the tiles (panel, row chunk): every
+ * thread takes its own share first (the same at every step, so its weight panels stay
+ * in its L2) and steals the rest of a late one's; step t+1 starts once every tile of
+ * step t is done (it reads every unit of h_t). With a recurrent mask, h_t * m goes to
+ * one of two buffers by parity of t: step t reads h_{t-1} * m while it writes h_t * m.
  *
  * Backward: W_h^T is packed into panels of 64 units (panel p: Wp[p][k][c] = W_h[64p+c][k],
  * k < 4H). A tile of dh_next = dz_t @ W_h^T covers rows x 64 units; right after it the
  * thread applies the mask and runs steps 5b-3c of step t-1 for those rows and units,
- * which need only dh_next and dc_next of the same units: again one barrier per step (the
- * next GEMM reads dz_{t-1} of every unit). Each thread sums its own db, added up at the
- * end (the tiles of one unit may belong to two threads when rows are split). Then
+ * which need only dh_next and dc_next of the same units: again one phase per step (the
+ * next GEMM reads dz_{t-1} of every unit). db is summed per row chunk (the tiles of one
+ * unit, one per chunk, run in step order whichever thread runs them), added up at the
+ * end: the result does not depend on which thread ran what. Then
  * dx = dz @ W_x^T (W_x^T packed like W_h^T) and [dW_x; dW_h] = [x | h_masked_prev]^T @ dz
  * over all B*T rows, both operands packed per K block.
  */
@@ -50,7 +52,7 @@ static inline Py_ssize_t crnn_lstm_packed_size_fwd(Py_ssize_t K, Py_ssize_t H)
 }
 
 /* Offsets (floats, multiples of 16) of the forward's scratch: 0 packed W_x, 1 packed W_h,
- * 2 the threads' staging tiles (B + 6 rows of 64 each); returns the total (the caller
+ * 2 the staging tiles of nth slots (B + 6 rows of 64 each); returns the total (the caller
  * adds 16 for alignment). */
 static inline Py_ssize_t crnn_lstm_forward_scratch(Py_ssize_t B, Py_ssize_t D,
                                                   Py_ssize_t H, int nth, Py_ssize_t *off)
@@ -69,7 +71,7 @@ static inline Py_ssize_t crnn_lstm_packed_size_bwd(Py_ssize_t n, Py_ssize_t H)
 
 /* Offsets (floats, multiples of 16) of the backward's scratch: 0 packed W_h^T, 1 packed
  * W_x^T, 2 and 3 the packed K block of x^T and h^T, 4 the packed K block of dz, 5 the
- * threads' db; returns the total (the caller adds 16 for alignment). */
+ * row chunks' db (nth at most); returns the total (the caller adds 16 for alignment). */
 static inline Py_ssize_t crnn_lstm_backward_scratch(Py_ssize_t D, Py_ssize_t H, int nth,
                                                    Py_ssize_t *off)
 {

@@ -34,8 +34,8 @@
  * 211 GFLOP/s vs 6.90; (128, 1024, 4096) 5.05 vs 7.30. CRNN_PG_KC 128 or 256 made no
  * difference beyond noise at the larger shapes; 64 was slower.
  *
- * The threads of a time loop meet at crnn_pg_barrier once a step; see there for why it
- * is not OpenMP's.
+ * A time loop runs as phases of items on a pool of our own (crnn_pg_run: work claiming,
+ * no barrier; see there for why not OpenMP's threads and a barrier per step).
  */
 #ifndef CRNN_PGEMM_H
 #define CRNN_PGEMM_H
@@ -468,6 +468,40 @@ static void crnn_pg_work_init(crnn_pg_work_t *w, int nth)
 /* The CPU the caller (slot 0) last ran an item on, -1 unknown: a worker on it leaves. */
 static int crnn_pg_caller_cpu = -1;
 
+/* Solo spells. When a thread holding an item was off its CPU for long (the caller
+ * waited more than CRNN_PG_STALL_SECONDS plus 4 items' time for a phase to end), the
+ * caller runs alone for CRNN_PG_SOLO_SECONDS: its jobs are not published, and workers
+ * stop claiming. Why: beside a thread of another pool that spins at full CPU (OpenBLAS's
+ * idle workers, for ~100 ms after each NumPy or SciPy matmul), our worker shares a CPU
+ * with it and is preempted while holding items, for a time slice each time; measured
+ * at the small shape (32, 50, 32, 64) after a NumPy matmul, the backward took 2.4 ms on
+ * two threads against 1.9 on the caller alone (the BLAS loop: 1.8). A spell is short
+ * enough that a false alarm costs little, long enough that re-probing (one stall each
+ * time) is rare. */
+#define CRNN_PG_STALL_SECONDS 300e-6
+#define CRNN_PG_SOLO_SECONDS 50e-3
+#define CRNN_PG_STALL_WINDOW 20e-3
+
+static double crnn_pg_solo_until = 0.0;
+
+static inline void crnn_pg_solo_from(double now)
+{
+    static double last_stall = -1.0;  /* the caller's own (the pool has one caller) */
+    if (last_stall < 0.0 || now - last_stall > CRNN_PG_STALL_WINDOW) {
+        last_stall = now;  /* a lone stall: a kernel thread, the hypervisor */
+        return;
+    }
+    const double until = now + CRNN_PG_SOLO_SECONDS;
+    __atomic_store(&crnn_pg_solo_until, &until, __ATOMIC_RELAXED);
+}
+
+static inline int crnn_pg_solo(void)
+{
+    double until;
+    __atomic_load(&crnn_pg_solo_until, &until, __ATOMIC_RELAXED);
+    return until > 0.0 && crnn_pg_seconds() < until;
+}
+
 /* Claim an item of phase ph (of n items) from range r, if more than `keep` are left
  * unclaimed there; -1: none, -2: phase ph is over (the caller's view is stale). */
 static inline Py_ssize_t crnn_pg_claim(crnn_pg_work_t *w, int r, Py_ssize_t ph,
@@ -526,6 +560,8 @@ static int crnn_pg_work_on(crnn_pg_work_t *w, int slot, int wait)
             result = 1;
             break;
         }
+        if (slot != 0 && crnn_pg_solo())
+            break;  /* the caller goes on alone (see crnn_pg_solo_from) */
         Py_ssize_t item = -1;
         int stale = 0;
         for (int k = 0; k < nth && item < 0; k++) {
@@ -554,13 +590,20 @@ static int crnn_pg_work_on(crnn_pg_work_t *w, int slot, int wait)
          * one of them was preempted on this CPU), and after twice an item's time, steal
          * whatever is left */
         const double t0 = crnn_pg_seconds(), limit = 10e-6 + 2.0 * item_time;
+        int stalled = 0;
         for (int spins = 0; __atomic_load_n(&w->done, __ATOMIC_ACQUIRE) < start + n;
              spins++) {
             crnn_pg_pause();
             if (spins % 64 == 63) {
-                if (!force && crnn_pg_seconds() - t0 > limit) {
+                const double waited = crnn_pg_seconds() - t0;
+                if (!force && waited > limit) {
                     force = 1;
                     break;
+                }
+                if (!stalled && waited > CRNN_PG_STALL_SECONDS + 4.0 * item_time) {
+                    /* the holder of an item is off its CPU */
+                    crnn_pg_solo_from(t0 + waited);
+                    stalled = 1;
                 }
                 if (spins > 4096)
                     CRNN_PG_YIELD();
@@ -599,9 +642,17 @@ static int crnn_pg_work_on(crnn_pg_work_t *w, int slot, int wait)
  * work-claiming loop inside an OpenMP region would wait at the region's end for a
  * worker that was never scheduled, hence a pool of our own.
  *
+ * With the pool, medians at that shape: after a NumPy matmul the forward 1.15 ms and the
+ * backward 2.3 (BLAS loop 1.0 and 1.9), after a SciPy one 1.1 and 2.1 (0.93 and 1.6),
+ * after 0.05-0.15 s idle the forward 1.3 (1.1-1.2), back to back 0.57 (0.92). A worker
+ * never runs beside the caller on the caller's CPU (it would only take the caller's
+ * time, and hold items through the caller's time slices): it moves off it or sleeps
+ * (crnn_pg_move_off).
+ *
  * Idle workers spin CRNN_PG_IDLE_SECONDS after their last job (back-to-back calls, e.g.
  * forward then backward, find them awake: a futex wake costs ~100 us here), then sleep
- * on a futex (elsewhere: yield). */
+ * on a futex (elsewhere: yield). Without OpenMP or pthreads the caller runs every item
+ * itself. */
 #define CRNN_PG_IDLE_SECONDS 2e-3
 
 #if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
@@ -696,6 +747,12 @@ static void *crnn_pg_worker(void *arg)
                 finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
                 break;
             }
+            if (crnn_pg_stuck_on_callers_cpu(pool)) {
+                /* woken on the caller's CPU: an item claimed here would wait for the
+                 * caller's time slice to end */
+                finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
+                break;
+            }
             if (!__atomic_compare_exchange_n(&pool->ctl, &c, c + 1, 0, __ATOMIC_ACQ_REL,
                                              __ATOMIC_RELAXED))
                 continue;
@@ -770,8 +827,10 @@ static void crnn_pg_run(crnn_pg_work_t *w, int nth)
 #if CRNN_PG_POOL
     crnn_pg_pool_t *pool = &crnn_pg_pool;
     int idle = 0;
-    if (w->nth > 1 && __atomic_compare_exchange_n(&pool->busy, &idle, 1, 0,
-                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    if (w->nth > 1 && !crnn_pg_solo() &&
+        __atomic_compare_exchange_n(&pool->busy, &idle, 1, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED)) {
+        __atomic_store_n(&crnn_pg_caller_cpu, crnn_pg_cpu(), __ATOMIC_RELAXED);
         crnn_pg_pool_grow(w->nth);
         __atomic_store_n(&pool->job, w, __ATOMIC_RELAXED);
         __atomic_store_n(&pool->nth, w->nth, __ATOMIC_RELAXED);
