@@ -469,15 +469,15 @@ static void crnn_pg_work_init(crnn_pg_work_t *w, int nth)
 static int crnn_pg_caller_cpu = -1;
 
 /* Solo spells. When a thread holding an item was off its CPU for long (the caller
- * waited more than CRNN_PG_STALL_SECONDS plus 4 items' time for a phase to end), the
- * caller runs alone for CRNN_PG_SOLO_SECONDS: its jobs are not published, and workers
- * stop claiming. Why: beside a thread of another pool that spins at full CPU (OpenBLAS's
- * idle workers, for ~100 ms after each NumPy or SciPy matmul), our worker shares a CPU
- * with it and is preempted while holding items, for a time slice each time; measured
- * at the small shape (32, 50, 32, 64) after a NumPy matmul, the backward took 2.4 ms on
- * two threads against 1.9 on the caller alone (the BLAS loop: 1.8). A spell is short
- * enough that a false alarm costs little, long enough that re-probing (one stall each
- * time) is rare. */
+ * waited more than CRNN_PG_STALL_SECONDS plus 4 items' time for a phase to end) twice
+ * within CRNN_PG_STALL_WINDOW, the caller runs alone for CRNN_PG_SOLO_SECONDS: its jobs
+ * are not published, and workers stop claiming. A safety net for a worker that keeps
+ * being preempted while it holds items (each time for a time slice): measured with a
+ * busy process beside the small shape (32, 50, 32, 64), backward 2.0 ms steadily on the
+ * caller alone (without spells 1.7-2.1; the BLAS loop 1.5-6). One stall alone is not
+ * enough: in a quiet loop one came every ~800 calls (a kernel thread, the hypervisor),
+ * and a spell after each cost ~5% on average. In stall.py's scenarios (after a NumPy or
+ * SciPy matmul) no spell started. */
 #define CRNN_PG_STALL_SECONDS 300e-6
 #define CRNN_PG_SOLO_SECONDS 50e-3
 #define CRNN_PG_STALL_WINDOW 20e-3
