@@ -667,6 +667,8 @@ typedef struct {
     int sleepers;        /* workers asleep on seq */
     int busy;            /* a caller owns the pool (another caller runs alone) */
     int nworkers;        /* started (slots 1 .. nworkers) */
+    int tid[CRNN_PG_MAX_SLOTS];     /* the workers' thread ids (Linux) */
+    int pinned[CRNN_PG_MAX_SLOTS];  /* set off the caller's CPU by the caller */
     int nth;             /* the open job's slots */
     crnn_pg_work_t *job;
 } crnn_pg_pool_t;
@@ -708,10 +710,66 @@ static int crnn_pg_stuck_on_callers_cpu(const crnn_pg_pool_t *pool)
     return !crnn_pg_move_off(cpu);
 }
 
+/* Wake the sleeping workers off the caller's CPU: each worker's mask without it (the
+ * worker restores its own when it runs, crnn_pg_unpin). Why: the scheduler wakes a
+ * thread on its previous CPU only if that one is idle and, in a VM, not marked
+ * preempted, which a halted vCPU is; so after an idle spell the worker woke on the
+ * caller's CPU and ran only when the caller's time slice ended (measured: a forward
+ * after 0.15 s idle and the next one too at the one-thread 1.0-1.2 ms, the worker
+ * joining neither). Costs two system calls a worker, only when one was asleep. */
+static void crnn_pg_pin_off(crnn_pg_pool_t *pool, int cpu)
+{
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
+        return;
+    for (int slot = 1; slot <= pool->nworkers; slot++) {
+        cpu_set_t set;
+        const int tid = __atomic_load_n(&pool->tid[slot], __ATOMIC_ACQUIRE);
+        if (tid <= 0 || sched_getaffinity(tid, sizeof set, &set) != 0)
+            continue;
+        CPU_CLR(cpu, &set);
+        if (CPU_COUNT(&set) == 0)
+            continue;
+        __atomic_store_n(&pool->pinned[slot], 1, __ATOMIC_RELEASE);
+        sched_setaffinity(tid, sizeof set, &set);
+    }
+#else
+    (void)pool, (void)cpu;
+#endif
+}
+
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+typedef cpu_set_t crnn_pg_mask_t;
+#else
+typedef int crnn_pg_mask_t;
+#endif
+
+/* This worker's own mask back, if the caller pinned it off its CPU. */
+static inline void crnn_pg_unpin(crnn_pg_pool_t *pool, int slot, const crnn_pg_mask_t *home)
+{
+    if (__atomic_load_n(&pool->pinned[slot], __ATOMIC_ACQUIRE) &&
+        __atomic_exchange_n(&pool->pinned[slot], 0, __ATOMIC_ACQ_REL)) {
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+        sched_setaffinity(0, sizeof *home, home);
+#else
+        (void)home;
+#endif
+    }
+}
+
 static void *crnn_pg_worker(void *arg)
 {
     crnn_pg_pool_t *pool = &crnn_pg_pool;
     const int slot = (int)(intptr_t)arg;
+    crnn_pg_mask_t home;
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+    if (sched_getaffinity(0, sizeof home, &home) != 0)
+        CPU_ZERO(&home);
+    else
+        __atomic_store_n(&pool->tid[slot], (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+#else
+    home = 0;
+#endif
     int finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);  /* jobs up to here */
     for (;;) {
         /* wait for a job newer than `finished` */
@@ -729,6 +787,7 @@ static void *crnn_pg_worker(void *arg)
                     syscall(SYS_futex, &pool->seq, FUTEX_WAIT_PRIVATE, finished, NULL,
                             NULL, 0);
                 __atomic_sub_fetch(&pool->sleepers, 1, __ATOMIC_RELAXED);
+                crnn_pg_unpin(pool, slot, &home);
 #else
                 CRNN_PG_YIELD();
 #endif
@@ -839,8 +898,10 @@ static void crnn_pg_run(crnn_pg_work_t *w, int nth)
         __atomic_store_n(&pool->ctl, CRNN_PG_OPEN, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&pool->seq, 1, __ATOMIC_SEQ_CST);
 #if CRNN_PG_FUTEX
-        if (__atomic_load_n(&pool->sleepers, __ATOMIC_SEQ_CST) > 0)
+        if (__atomic_load_n(&pool->sleepers, __ATOMIC_SEQ_CST) > 0) {
+            crnn_pg_pin_off(pool, crnn_pg_caller_cpu);
             syscall(SYS_futex, &pool->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+        }
 #endif
         crnn_pg_work_on(w, 0, 1);
         __atomic_fetch_and(&pool->ctl, ~CRNN_PG_OPEN, __ATOMIC_SEQ_CST);
