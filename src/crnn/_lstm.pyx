@@ -305,7 +305,7 @@ cdef Py_ssize_t _backward_scratch_size(Py_ssize_t D, Py_ssize_t H):
 
 # The packed path from this many multiply-adds per step, B * 4H * (D + H); see
 # _packed_path.
-PACKED_MIN_WORK = 2 ** 18
+PACKED_MIN_WORK = 2 ** 19
 
 
 def _packed_path(dtype, int act, int ract, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H):
@@ -325,12 +325,16 @@ def _packed_path(dtype, int act, int ract, Py_ssize_t B, Py_ssize_t D, Py_ssize_
     whose OpenBLAS workers spin ~100 ms, the (32, 50, 32, 64) forward took ~7.5 ms
     instead of ~1.0 on the BLAS loop; after 0.05-0.15 s idle, 6-10 ms). On the work
     claiming pool of _pgemm.h (crnn_pg_run) the caller runs whatever its worker does not
-    take, so at that shape, medians: after a NumPy matmul forward 1.15 ms and backward
-    2.3 (BLAS loop 1.0 and 1.9), after a SciPy one 1.1 and 2.1 (0.93 and 1.64), after
-    0.05-0.15 s idle forward 1.3 (1.1-1.2); at (32, 50, 32, 32) and (8, 50, 64, 64)
-    within ~0.7-1.3x of the BLAS loop in those cases. What remains is the one-thread
-    packed backward being slower than the BLAS loop's at small shapes (1.9 ms against
-    1.4-1.7 at (32, 50, 32, 64)): a stalled worker costs more there than in the forward.
+    take; at (32, 50, 32, 64), medians, forward and backward, packed against the BLAS
+    loop: quiet 0.58 and 1.25 ms against 0.93 and 1.67; right after a NumPy matmul 1.05-
+    1.13 and 2.1-2.4 against 0.97 and 1.75; after a SciPy one 1.06 and 2.14 against 0.92
+    and 1.62; the forward after 0.05-0.15 s idle 0.9 against 1.1-1.3. What is left is the
+    backward beside a spinning OpenBLAS worker, 20-35% slower than the BLAS loop's (the
+    packed backward on one thread is itself slower than the BLAS loop's at small shapes:
+    1.9 ms against 1.4-1.7). It grows at smaller shapes, hence 2**19 and not the 2**18
+    where the packed path starts to win in steady state: at (32, 50, 32, 32) and
+    (8, 50, 64, 64) (2**18) after a SciPy matmul the packed backward took 0.8-1.1 ms
+    against 0.5-0.6 (quiet: 0.45-0.65 against 0.72-1.02).
     """
     if dtype != np.float32 or act != TANH or ract != SIGMOID or H < 1 or D < 1:
         return False

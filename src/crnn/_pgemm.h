@@ -642,9 +642,10 @@ static int crnn_pg_work_on(crnn_pg_work_t *w, int slot, int wait)
  * work-claiming loop inside an OpenMP region would wait at the region's end for a
  * worker that was never scheduled, hence a pool of our own.
  *
- * With the pool, medians at that shape: after a NumPy matmul the forward 1.15 ms and the
- * backward 2.3 (BLAS loop 1.0 and 1.9), after a SciPy one 1.1 and 2.1 (0.93 and 1.6),
- * after 0.05-0.15 s idle the forward 1.3 (1.1-1.2), back to back 0.57 (0.92). A worker
+ * With the pool, medians at that shape: after a NumPy matmul the forward 1.05-1.13 ms and
+ * the backward 2.1-2.4 (BLAS loop 0.97 and 1.75), after a SciPy one 1.06 and 2.14 (0.92
+ * and 1.62), after 0.05-0.15 s idle the forward 0.9 (1.1-1.3), back to back 0.57
+ * (0.91). A worker
  * never runs beside the caller on the caller's CPU (it would only take the caller's
  * time, and hold items through the caller's time slices): it moves off it or sleeps
  * (crnn_pg_move_off).
