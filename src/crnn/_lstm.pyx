@@ -43,8 +43,8 @@ its fused passes 3-5 and 5b-3c, one row per call, are in ``_lstm_rows.pxd``, whi
 streaming step of ``_step.pyx`` shares), and, for float32 with the default activations
 from a size on (``_packed_path``), the loops of ``_lstm_packed.h`` over the GEMM of
 ``_pgemm.h``: the weights packed once per call, steps 1 and 2 one GEMM per step, steps
-3-5 (and 5b-3c) fused into that GEMM's tiles, everything on OpenMP's threads and no
-BLAS call. Both compute the same formulas; results differ in the last bits (summation
+3-5 (and 5b-3c) fused into that GEMM's tiles, everything on a pool of threads of its
+own (work claiming, see ``_pgemm.h``) and no BLAS call. Both compute the same formulas; results differ in the last bits (summation
 order). Both take the mask of real steps (step 6 and 6b).
 
 ``lstm_forward`` / ``lstm_backward`` have the signatures of their twins in
@@ -66,7 +66,7 @@ from crnn.activations import CODES, check as _check_activation
 
 cdef extern from "_lstm_packed.h" nogil:
     # The forward and backward over the packed GEMM, float32 with the default
-    # activations: every step (0-5, 5b-1b, 2c) on OpenMP's threads, no BLAS (see
+    # activations: every step (0-5, 5b-1b, 2c) on the pool of _pgemm.h, no BLAS (see
     # _lstm_packed.h and _pgemm.h); the scratch sizes for nth threads.
     Py_ssize_t forward_scratch "crnn_lstm_forward_scratch"(Py_ssize_t B, Py_ssize_t D,
                                                            Py_ssize_t H, int nth,
@@ -305,7 +305,7 @@ cdef Py_ssize_t _backward_scratch_size(Py_ssize_t D, Py_ssize_t H):
 
 # The packed path from this many multiply-adds per step, B * 4H * (D + H); see
 # _packed_path.
-PACKED_MIN_WORK = 2 ** 22
+PACKED_MIN_WORK = 2 ** 19
 
 
 def _packed_path(dtype, int act, int ract, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H):
@@ -317,18 +317,24 @@ def _packed_path(dtype, int act, int ract, Py_ssize_t B, Py_ssize_t D, Py_ssize_
     kernels, steady state, benchmarks/bench_step_gemm.py --kernels): from 2.6e5 a step
     (e.g. (32, 50, 32, 32), (8, 50, 64, 64)) the packed path was 5-45% faster, at the
     benchmark shapes 20-40%, at B = 1 with H = 256 2x; below, the two were within ~10%
-    either way ((16, 50, 32, 32): BLAS 0.30 + 0.42 ms, packed 0.33 + 0.60), and OpenBLAS
-    runs such small products on one thread, which no busy thread elsewhere in the
-    process can stall (see _pgemm.h, the barrier). float64 and the other activations
-    stay on the BLAS loop.
+    either way ((16, 50, 32, 32): BLAS 0.30 + 0.42 ms, packed 0.33 + 0.60). float64 and
+    the other activations stay on the BLAS loop.
 
-    The threshold is 2**22, not the 2**18 where the packed path starts to win in steady
-    state: right after a NumPy or SciPy BLAS call (a Dense layer, in any model), OpenBLAS's
-    idle worker spins for ~100 ms and stalls one of the packed path's two threads; at the
-    (32, 50, 32, 64) benchmark shape that made a forward ~7.5 ms instead of ~1.2 ms on the
-    BLAS loop. At (64, 100, 128, 256) and above the packed path stays ahead even so
-    (61-73 ms against 69-100 ms). Lowering it needs a thread pool that cannot be stalled
-    this way (issue #3).
+    The threshold was 2**22 while the packed path ran on OpenMP's threads with a barrier
+    per step: one thread off its CPU stalled the loop (after a NumPy or SciPy matmul,
+    whose OpenBLAS workers spin ~100 ms, the (32, 50, 32, 64) forward took ~7.5 ms
+    instead of ~1.0 on the BLAS loop; after 0.05-0.15 s idle, 6-10 ms). On the work
+    claiming pool of _pgemm.h (crnn_pg_run) the caller runs whatever its worker does not
+    take; at (32, 50, 32, 64), medians, forward and backward, packed against the BLAS
+    loop: quiet 0.58 and 1.25 ms against 0.93 and 1.67; right after a NumPy matmul 1.05-
+    1.13 and 2.1-2.4 against 0.97 and 1.75; after a SciPy one 1.06 and 2.14 against 0.92
+    and 1.62; the forward after 0.05-0.15 s idle 0.9 against 1.1-1.3. What is left is the
+    backward beside a spinning OpenBLAS worker, 20-35% slower than the BLAS loop's (the
+    packed backward on one thread is itself slower than the BLAS loop's at small shapes:
+    1.9 ms against 1.4-1.7). It grows at smaller shapes, hence 2**19 and not the 2**18
+    where the packed path starts to win in steady state: at (32, 50, 32, 32) and
+    (8, 50, 64, 64) (2**18) after a SciPy matmul the packed backward took 0.8-1.1 ms
+    against 0.5-0.6 (quiet: 0.45-0.65 against 0.72-1.02).
     """
     if dtype != np.float32 or act != TANH or ract != SIGMOID or H < 1 or D < 1:
         return False
@@ -637,8 +643,9 @@ def _packed_isa(isa=None):
 
 
 def _packed_threads(n=None):
-    """Test hook: the packed loops' thread count (OpenMP's, for this thread's later
-    parallel regions; always 1 without OpenMP); with ``n``, set it first."""
+    """Test hook: the packed loops' thread count (OpenMP's setting, OMP_NUM_THREADS, for
+    this thread's later calls: the pool of _pgemm.h runs that many; always 1 without
+    OpenMP); with ``n``, set it first."""
     if n is not None:
         if n < 1:
             raise ValueError(f"expected a thread count >= 1, got {n}")

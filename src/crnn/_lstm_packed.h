@@ -1,6 +1,6 @@
 /* The LSTM's forward and backward for float32 with the default activations over the
- * packed GEMM of _pgemm.h, on OpenMP's threads, without BLAS (steps and notation as in
- * _lstm.pyx).
+ * packed GEMM of _pgemm.h, on its pool of threads (crnn_pg_run), without BLAS (steps and
+ * notation as in _lstm.pyx).
  *
  * No BLAS call at all, because an OpenBLAS call before or after the loop was the worst
  * contention measured: OpenBLAS's idle worker spins at full CPU for ~100 ms after every
@@ -8,25 +8,27 @@
  * through SciPy's OpenBLAS, the medium benchmark shape's forward took 70-114 ms instead
  * of 28, the small one's 7.7 ms instead of 0.7). So step 1 (x_t @ W_x) joins step 2 in
  * the per-step GEMM, and the backward's dx, dW_x, dW_h run on the same threads after
- * the loop, in the same parallel region.
+ * the loop, as later phases of the same job.
  *
  * Forward: W_x and W_h are packed once per call with the columns of each panel
  * interleaved by units: panel p holds, for the 16 units u0 = 16p .. u0 + 15, the columns
  * [i_u0..i_u0+15, f_.., g_.., o_..] (zero beyond H), so one 6 x 64 micro-tile of
  * z_t = x_t @ W_x + h_{t-1} @ W_h holds all four gates of those units, and the fused
  * elementwise pass (steps 3-5) runs on the tile right after its GEMM, while it is in L1:
- * no separate pass over the gate buffer, and both threads do the elementwise work. The
- * tiles (panel, row chunk) are split between the threads statically, the same at every
- * step, so each thread updates c_t and h_t of its own units; one barrier per step (step
- * t+1 reads every unit of h_t). With a recurrent mask, h_t * m goes to one of two
- * buffers by parity of t: the other thread may still be reading h_{t-1} * m.
+ * no separate pass over the gate buffer, and both threads do the elementwise work. Each
+ * step is one phase of crnn_pg_run whose items are the tiles (panel, row chunk): every
+ * thread takes its own share first (the same at every step, so its weight panels stay
+ * in its L2) and steals the rest of a late one's; step t+1 starts once every tile of
+ * step t is done (it reads every unit of h_t). With a recurrent mask, h_t * m goes to
+ * one of two buffers by parity of t: step t reads h_{t-1} * m while it writes h_t * m.
  *
  * Backward: W_h^T is packed into panels of 64 units (panel p: Wp[p][k][c] = W_h[64p+c][k],
  * k < 4H). A tile of dh_next = dz_t @ W_h^T covers rows x 64 units; right after it the
  * thread applies the mask and runs steps 5b-3c of step t-1 for those rows and units,
- * which need only dh_next and dc_next of the same units: again one barrier per step (the
- * next GEMM reads dz_{t-1} of every unit). Each thread sums its own db, added up at the
- * end (the tiles of one unit may belong to two threads when rows are split). Then
+ * which need only dh_next and dc_next of the same units: again one phase per step (the
+ * next GEMM reads dz_{t-1} of every unit). db is summed per row chunk (the tiles of one
+ * unit, one per chunk, run in step order whichever thread runs them), added up at the
+ * end: the result does not depend on which thread ran what. Then
  * dx = dz @ W_x^T (W_x^T packed like W_h^T) and [dW_x; dW_h] = [x | h_masked_prev]^T @ dz
  * over all B*T rows, both operands packed per K block.
  */
@@ -50,7 +52,7 @@ static inline Py_ssize_t crnn_lstm_packed_size_fwd(Py_ssize_t K, Py_ssize_t H)
 }
 
 /* Offsets (floats, multiples of 16) of the forward's scratch: 0 packed W_x, 1 packed W_h,
- * 2 the threads' staging tiles (B + 6 rows of 64 each); returns the total (the caller
+ * 2 the staging tiles of nth slots (B + 6 rows of 64 each); returns the total (the caller
  * adds 16 for alignment). */
 static inline Py_ssize_t crnn_lstm_forward_scratch(Py_ssize_t B, Py_ssize_t D,
                                                   Py_ssize_t H, int nth, Py_ssize_t *off)
@@ -69,7 +71,7 @@ static inline Py_ssize_t crnn_lstm_packed_size_bwd(Py_ssize_t n, Py_ssize_t H)
 
 /* Offsets (floats, multiples of 16) of the backward's scratch: 0 packed W_h^T, 1 packed
  * W_x^T, 2 and 3 the packed K block of x^T and h^T, 4 the packed K block of dz, 5 the
- * threads' db; returns the total (the caller adds 16 for alignment). */
+ * row chunks' db (nth at most); returns the total (the caller adds 16 for alignment). */
 static inline Py_ssize_t crnn_lstm_backward_scratch(Py_ssize_t D, Py_ssize_t H, int nth,
                                                    Py_ssize_t *off)
 {
@@ -293,6 +295,77 @@ static inline float *crnn_lp_at(const crnn_lp_states_t *s, Py_ssize_t t)
 }
 
 
+typedef struct {
+    crnn_pg_work_t w;
+    float *gates, *h_masked, *scratch, *Wxp, *Whp;
+    const float *x, *h0, *c0, *W_x, *W_h, *b, *m;
+    const unsigned char *real;
+    crnn_lp_states_t hst, cst;
+    Py_ssize_t B, T, D, H, np, nq, zs_off;
+    int isa;
+} crnn_lp_fwd_t;
+
+/* Phase 0: the packing (item p: panel p of W_x and W_h, and a share of the rows of
+ * h_masked = h0 * m); phase 1 + t: step t (item i: tile (panel i / nq, row chunk
+ * i % nq)). */
+static Py_ssize_t crnn_lp_fwd_items(const crnn_pg_work_t *w, Py_ssize_t ph)
+{
+    const crnn_lp_fwd_t *f = (const crnn_lp_fwd_t *)w;
+    return ph == 0 ? f->np : f->np * f->nq;
+}
+
+static void crnn_lp_fwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i, int slot)
+{
+    const crnn_lp_fwd_t *f = (const crnn_lp_fwd_t *)w;
+    const Py_ssize_t B = f->B, T = f->T, D = f->D, H = f->H, G = 4 * H, TG = T * G;
+    const float *m = f->m;
+    float *h_masked = f->h_masked;
+    if (ph == 0) {
+        crnn_lstm_pack_fwd(f->W_x, D, H, f->Wxp, i, i + 1);
+        crnn_lstm_pack_fwd(f->W_h, H, H, f->Whp, i, i + 1);
+        if (m != NULL) {
+            /* 0. h_masked = h0 * m, this item's share of the rows */
+            for (Py_ssize_t r = i * B / f->np; r < (i + 1) * B / f->np; r++)
+                for (Py_ssize_t j = 0; j < H; j++)
+                    h_masked[r * H + j] = f->h0[r * H + j] * m[r * H + j];
+        }
+        return;
+    }
+    const Py_ssize_t t = ph - 1;
+    const crnn_lp_states_t *hst = &f->hst, *cst = &f->cst;
+    /* the staging tile of the thread running the item */
+    float *zs = f->scratch + f->zs_off + slot * (B + CRNN_PG_MR) * CRNN_PG_NR;
+    const int cnt[4] = {16, 16, 16, 16};
+    const float *A;
+    Py_ssize_t lda;
+    const float *c_prev = t == 0 ? f->c0 : crnn_lp_at(cst, t - 1);
+    const float *h_prev = t == 0 ? f->h0 : crnn_lp_at(hst, t - 1);
+    const Py_ssize_t ldp = t == 0 ? H : cst->ld, ldq = t == 0 ? H : hst->ld;
+    if (m != NULL)
+        A = h_masked + (t & 1) * B * H, lda = H;
+    else
+        A = h_prev, lda = ldq;
+    const Py_ssize_t p = i / f->nq, u0 = p * CRNN_LP_FU;
+    const Py_ssize_t nu = crnn_pg_min(CRNN_LP_FU, H - u0);
+    Py_ssize_t r0, r1;
+    crnn_pg_chunk_rows(B, f->nq, i % f->nq, &r0, &r1);
+    if (r0 >= r1)
+        return;
+    /* 1. zs = x_t @ W_x, this tile's rows and units (the bias joins in 3) */
+    crnn_pg_tile(f->isa, 0, r1 - r0, D, f->x + r0 * T * D + t * D, T * D,
+                 f->Wxp + p * D * CRNN_PG_NR, zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 0);
+    /* 2. zs += (h_{t-1} * m) @ W_h */
+    crnn_pg_tile(f->isa, 0, r1 - r0, H, A + r0 * lda, lda, f->Whp + p * H * CRNN_PG_NR,
+                 zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 1);
+    /* 3-5 (and 0 for step t+1): gates[:, t], cs[:, t], hs[:, t] of the tile */
+    crnn_lstm_forward_tile_f32(zs, f->gates == NULL ? NULL : f->gates + t * G, TG, f->b,
+                               c_prev, ldp, crnn_lp_at(cst, t), cst->ld,
+                               crnn_lp_at(hst, t), hst->ld,
+                               m == NULL ? NULL : h_masked + ((t + 1) & 1) * B * H, m, H,
+                               r0, r1, u0, nu, f->real == NULL ? NULL : f->real + t, T,
+                               h_prev, ldq, m == NULL ? NULL : h_masked + (t & 1) * B * H);
+}
+
 static void
 crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                              const float *h0, const float *c0, const float *W_x,
@@ -301,73 +374,27 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                              Py_ssize_t B, Py_ssize_t T, Py_ssize_t D, Py_ssize_t H,
                              int h_all, int threads)
 {
-    const int isa = crnn_pg_isa();
-    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H;
+    const Py_ssize_t TH = T * H;
     const crnn_lp_states_t all_hs = {hs, TH, H, 0}, two_hs = {hs, H, B * H, 1};
-    const crnn_lp_states_t hst = (gates != NULL || h_all) ? all_hs : two_hs;
-    const crnn_lp_states_t cst = gates != NULL ? (crnn_lp_states_t){cs, TH, H, 0}
-                                               : (crnn_lp_states_t){cs, H, B * H, 1};
-    const Py_ssize_t np = (H + CRNN_LP_FU - 1) / CRNN_LP_FU;
+    crnn_lp_fwd_t f;
     Py_ssize_t off[3];
     crnn_lstm_forward_scratch(B, D, H, crnn_pg_max_threads(), off);
-    float *Wxp = scratch + off[0], *Whp = scratch + off[1];
-    crnn_pg_barrier_t bar;
-    crnn_pg_barrier_init(&bar);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        const int tid = crnn_pg_thread(), nth = crnn_pg_threads();
-        int sense = 0;
-        float *zs = scratch + off[2] + tid * (B + CRNN_PG_MR) * CRNN_PG_NR;
-        crnn_lstm_pack_fwd(W_x, D, H, Wxp, tid * np / nth, (tid + 1) * np / nth);
-        crnn_lstm_pack_fwd(W_h, H, H, Whp, tid * np / nth, (tid + 1) * np / nth);
-        Py_ssize_t nq, i0, i1;
-        crnn_pg_thread_tiles(np, tid, nth, &nq, &i0, &i1);
-        const int cnt[4] = {16, 16, 16, 16};
-        if (m != NULL) {
-            /* 0. h_masked = h0 * m, the rows of this thread's share */
-            for (Py_ssize_t r = tid * B / nth; r < (tid + 1) * B / nth; r++)
-                for (Py_ssize_t j = 0; j < H; j++)
-                    h_masked[r * H + j] = h0[r * H + j] * m[r * H + j];
-        }
-        crnn_pg_barrier(&bar, nth, tid, &sense);
-        for (Py_ssize_t t = 0; t < T; t++) {
-            const float *A;
-            Py_ssize_t lda;
-            const float *c_prev = t == 0 ? c0 : crnn_lp_at(&cst, t - 1);
-            const float *h_prev = t == 0 ? h0 : crnn_lp_at(&hst, t - 1);
-            const Py_ssize_t ldp = t == 0 ? H : cst.ld, ldq = t == 0 ? H : hst.ld;
-            if (m != NULL)
-                A = h_masked + (t & 1) * B * H, lda = H;
-            else
-                A = h_prev, lda = ldq;
-            for (Py_ssize_t i = i0; i < i1; i++) {
-                const Py_ssize_t p = i / nq, u0 = p * CRNN_LP_FU;
-                const Py_ssize_t nu = crnn_pg_min(CRNN_LP_FU, H - u0);
-                Py_ssize_t r0, r1;
-                crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
-                if (r0 >= r1)
-                    continue;
-                /* 1. zs = x_t @ W_x, this tile's rows and units (the bias joins in 3) */
-                crnn_pg_tile(isa, 0, r1 - r0, D, x + r0 * T * D + t * D, T * D,
-                             Wxp + p * D * CRNN_PG_NR, zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 0);
-                /* 2. zs += (h_{t-1} * m) @ W_h */
-                crnn_pg_tile(isa, 0, r1 - r0, H, A + r0 * lda, lda,
-                             Whp + p * H * CRNN_PG_NR, zs, CRNN_PG_NR, CRNN_LP_FU, cnt, 1);
-                /* 3-5 (and 0 for step t+1): gates[:, t], cs[:, t], hs[:, t] of the tile */
-                crnn_lstm_forward_tile_f32(zs, gates == NULL ? NULL : gates + t * G, TG, b,
-                                           c_prev, ldp, crnn_lp_at(&cst, t), cst.ld,
-                                           crnn_lp_at(&hst, t), hst.ld,
-                                           m == NULL ? NULL
-                                                     : h_masked + ((t + 1) & 1) * B * H,
-                                           m, H, r0, r1, u0, nu,
-                                           real == NULL ? NULL : real + t, T, h_prev, ldq,
-                                           m == NULL ? NULL : h_masked + (t & 1) * B * H);
-            }
-            crnn_pg_barrier(&bar, nth, tid, &sense);
-        }
-    }
+    if (threads > crnn_pg_max_threads())
+        threads = crnn_pg_max_threads();  /* the staging tiles are that many */
+    f.gates = gates, f.h_masked = h_masked, f.scratch = scratch;
+    f.Wxp = scratch + off[0], f.Whp = scratch + off[1], f.zs_off = off[2];
+    f.x = x, f.h0 = h0, f.c0 = c0, f.W_x = W_x, f.W_h = W_h, f.b = b, f.m = m;
+    f.real = real;
+    f.hst = (gates != NULL || h_all) ? all_hs : two_hs;
+    f.cst = gates != NULL ? (crnn_lp_states_t){cs, TH, H, 0}
+                          : (crnn_lp_states_t){cs, H, B * H, 1};
+    f.B = B, f.T = T, f.D = D, f.H = H;
+    f.np = (H + CRNN_LP_FU - 1) / CRNN_LP_FU;
+    f.nq = crnn_pg_row_chunks(f.np, threads);
+    f.isa = crnn_pg_isa();
+    f.w.items = crnn_lp_fwd_items, f.w.run = crnn_lp_fwd_run;
+    f.w.nphases = 1 + T;
+    crnn_pg_run(&f.w, threads);
 }
 
 /* Backward: steps 5b-2b for t = T-1 .. 0, then 1b and 2c, all on this module's threads
@@ -376,6 +403,143 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
  * hs_m, h0_m: hs * m and h0 * m (hs and h0 without a mask). scratch: laid out by
  * crnn_lstm_backward_scratch for crnn_pg_max_threads() threads, 64-byte aligned. dhs
  * rows: dhs + (r*T + t) * ld_dhs (ld_dhs 0: one row of zeros). */
+typedef struct {
+    crnn_pg_work_t w;
+    float *dx, *dW_x, *dW_h, *dh_next, *dc_next, *dz, *dh_pad;
+    float *Whp, *Wxp, *Apx, *Aph, *Bpz, *db_chunks;
+    const float *x, *h0_m, *c0, *W_x, *W_h, *hs_m, *cs, *gates, *dhs, *m;
+    const unsigned char *real;
+    Py_ssize_t ld_dhs, B, T, D, H;
+    Py_ssize_t np, npx, npg, nbx, nbh, nq, nqw, nc;
+    int isa;
+} crnn_lp_bwd_t;
+
+/* Phases: 0 the packing of W_h^T and W_x^T (an item a panel of either); 1 5b-3c of
+ * step T-1; 2 + (T-1-t): step t (2b, then 5b-3c of step t-1), items the tiles (panel
+ * i / nq of dh_next, row chunk i % nq); T + 2: dx, an item a chunk of CRNN_LP_MCX rows;
+ * then per K block kb of the weight gradients, T + 3 + 2kb: its packing (an item a
+ * micro-panel of [x | h]^T or a panel of dz), T + 4 + 2kb: its tiles. */
+static Py_ssize_t crnn_lp_bwd_items(const crnn_pg_work_t *w, Py_ssize_t ph)
+{
+    const crnn_lp_bwd_t *g = (const crnn_lp_bwd_t *)w;
+    const Py_ssize_t T = g->T;
+    if (ph == 0)
+        return g->np + g->npx;
+    if (ph <= T + 1)
+        return g->np * g->nq;
+    if (ph == T + 2)
+        return g->nc;
+    return (ph - T - 3) % 2 == 0 ? g->nbx + g->nbh + g->npg : g->npg * g->nqw;
+}
+
+static void crnn_lp_bwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i, int slot)
+{
+    const crnn_lp_bwd_t *g = (const crnn_lp_bwd_t *)w;
+    const Py_ssize_t B = g->B, T = g->T, D = g->D, H = g->H;
+    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H, BT = B * T;
+    const float *m = g->m, *cs = g->cs, *c0 = g->c0;
+    const unsigned char *real = g->real;
+    (void)slot;
+    if (ph == 0) {
+        if (i < g->np)
+            crnn_lstm_pack_bwd(g->W_h, H, G, g->Whp, i, i + 1);
+        else
+            crnn_lstm_pack_bwd(g->W_x, D, G, g->Wxp, i - g->np, i - g->np + 1);
+        return;
+    }
+    if (ph <= T + 1) {
+        const Py_ssize_t nq = g->nq, p = i / nq, u0 = p * CRNN_PG_NR;
+        const Py_ssize_t nu = crnn_pg_min(CRNN_PG_NR, H - u0);
+        /* db: the row chunk's own sums (the tiles of one unit, one per chunk, run in
+         * step order whoever runs them, so db does not depend on the threads) */
+        float *dbq = g->db_chunks + (i % nq) * G;
+        Py_ssize_t r0, r1;
+        crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
+        if (r0 >= r1)
+            return;
+        if (ph == 1) {
+            /* 5b-3c of step T-1 (dh_next is dh_last: no mask) */
+            const Py_ssize_t s = T - 1;
+            crnn_lstm_backward_tile_f32(g->dz + s * G, TG, dbq, g->dc_next, g->dh_next,
+                                        NULL, g->dhs + s * g->ld_dhs, T * g->ld_dhs,
+                                        g->gates + s * G, cs + s * H, TH,
+                                        s == 0 ? c0 : cs + (s - 1) * H, s == 0 ? H : TH,
+                                        H, r0, r1, u0, nu, NULL,
+                                        real == NULL ? NULL : real + s, T, g->dh_pad);
+            return;
+        }
+        const Py_ssize_t t = T + 1 - ph, s = t - 1; /* s: the step whose 5b-3c follow */
+        int cnt[4];
+        crnn_pg_counts(nu, cnt);
+        /* 2b. dh_next = dz[:, t] @ W_h^T, this tile's rows and units */
+        crnn_pg_tile(g->isa, r0, r1, G, g->dz + t * G, TG, g->Whp + p * G * CRNN_PG_NR,
+                     g->dh_next + u0, H, 16, cnt, 0);
+        /* ... * m (or 6b); then 5b-3c of step t-1 on the same rows and units */
+        const unsigned char *real_t = real == NULL ? NULL : real + t;
+        if (s >= 0)
+            crnn_lstm_backward_tile_f32(g->dz + s * G, TG, dbq, g->dc_next, g->dh_next, m,
+                                        g->dhs + s * g->ld_dhs, T * g->ld_dhs,
+                                        g->gates + s * G, cs + s * H, TH,
+                                        s == 0 ? c0 : cs + (s - 1) * H, s == 0 ? H : TH,
+                                        H, r0, r1, u0, nu, real_t,
+                                        real == NULL ? NULL : real + s, T, g->dh_pad);
+        else if (m != NULL || real != NULL)
+            crnn_lstm_backward_tile_f32(NULL, TG, dbq, g->dc_next, g->dh_next, m, g->dhs, 0,
+                                        g->gates, cs, TH, c0, H, H, r0, r1, u0, nu,
+                                        real_t, NULL, T, g->dh_pad);
+        return;
+    }
+    if (ph == T + 2) {
+        /* 1b. dx = dz @ W_x^T over all B*T rows, as BLAS blocks it: an item a chunk of
+         * CRNN_LP_MCX rows; per chunk, K blocks of CRNN_LP_KCX, and per K block every
+         * panel of D, so that the chunk's block of dz (96 x 512, 192 KB) stays in L2
+         * while the panels' blocks stream past it. (Panels outer and all rows inner, dz
+         * went through memory once per panel: 140 GFLOP/s at the (128, 100, 512, 1024)
+         * shape.) */
+        const Py_ssize_t r0 = i * CRNN_LP_MCX, r1 = crnn_pg_min(BT, r0 + CRNN_LP_MCX);
+        for (Py_ssize_t k0 = 0; k0 < G; k0 += CRNN_LP_KCX) {
+            const Py_ssize_t kb = crnn_pg_min(CRNN_LP_KCX, G - k0);
+            for (Py_ssize_t p = 0; p < g->npx; p++) {
+                int cnt[4];
+                crnn_pg_counts(D - p * CRNN_PG_NR, cnt);
+                crnn_pg_tile(g->isa, r0, r1, kb, g->dz + k0, G,
+                             g->Wxp + p * G * CRNN_PG_NR + k0 * CRNN_PG_NR,
+                             g->dx + p * CRNN_PG_NR, D, 16, cnt, k0 > 0);
+            }
+        }
+        return;
+    }
+    /* 1b. dW_x = x^T @ dz and 2c. dW_h = sum_t h_masked_{t-1}^T @ dz_t, as one product
+     * [x | h_masked_prev]^T @ dz over the B*T rows (b, t), in K blocks of CRNN_LP_KCW
+     * rows: both operands packed per block, then tiles (panel of 4H, chunk of the
+     * D + H output rows). The (b, t) row of h_masked_prev is h_masked_{t-1}: hs_m one
+     * row back, h0_m at t = 0. */
+    const Py_ssize_t kb = (ph - T - 3) / 2, j0 = kb * CRNN_LP_KCW;
+    const Py_ssize_t kc = crnn_pg_min(CRNN_LP_KCW, BT - j0);
+    const Py_ssize_t nbx = g->nbx, nb = g->nbx + g->nbh;
+    if ((ph - T - 3) % 2 == 0) {
+        if (i < nbx)
+            crnn_lstm_pack_at(g->x, NULL, 0, D, T, j0, kc, i, i + 1, g->Apx);
+        else if (i < nb)
+            crnn_lstm_pack_at(g->hs_m, g->h0_m, 1, H, T, j0, kc, i - nbx, i - nbx + 1,
+                              g->Aph);
+        else
+            crnn_pg_pack_plain(g->dz + j0 * G, G, kc, G, g->Bpz, i - nb, i - nb + 1);
+        return;
+    }
+    const Py_ssize_t p = i / g->nqw, q = i % g->nqw;
+    const Py_ssize_t rb0 = q * nb / g->nqw, rb1 = (q + 1) * nb / g->nqw;
+    int cnt[4];
+    crnn_pg_counts(G - p * CRNN_PG_NR, cnt);
+    const float *bp = g->Bpz + p * kc * CRNN_PG_NR;
+    if (rb0 < nbx)
+        crnn_pg_tile_packed(g->isa, D, rb0, crnn_pg_min(rb1, nbx), kc, g->Apx, bp,
+                            g->dW_x + p * CRNN_PG_NR, G, 16, cnt, j0 > 0);
+    if (rb1 > nbx)
+        crnn_pg_tile_packed(g->isa, H, (rb0 > nbx ? rb0 : nbx) - nbx, rb1 - nbx, kc,
+                            g->Aph, bp, g->dW_h + p * CRNN_PG_NR, G, 16, cnt, j0 > 0);
+}
+
 static void
 crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_next,
                               float *dc_next, float *db, float *dz, float *scratch,
@@ -386,144 +550,37 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
                               float *dh_pad, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
                               Py_ssize_t H, int threads)
 {
-    const int isa = crnn_pg_isa();
-    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H, BT = B * T;
+    const Py_ssize_t G = 4 * H, BT = B * T;
     Py_ssize_t off[6];
     crnn_lstm_backward_scratch(D, H, crnn_pg_max_threads(), off);
-    float *Whp = scratch + off[0], *Wxp = scratch + off[1];
-    float *Apx = scratch + off[2], *Aph = scratch + off[3], *Bpz = scratch + off[4];
-    float *db_threads = scratch + off[5];
-    const Py_ssize_t np = (H + CRNN_PG_NR - 1) / CRNN_PG_NR;  /* panels of dh_next */
-    const Py_ssize_t npx = (D + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dx */
-    const Py_ssize_t npg = (G + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dW */
-    const Py_ssize_t nbx = (D + CRNN_PG_MR - 1) / CRNN_PG_MR; /* micro-panels of dW_x */
-    const Py_ssize_t nbh = (H + CRNN_PG_MR - 1) / CRNN_PG_MR; /* ... of dW_h */
-    int used = 1;
-    crnn_pg_barrier_t bar;
-    crnn_pg_barrier_init(&bar);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-        const int tid = crnn_pg_thread(), nth = crnn_pg_threads();
-        int sense = 0;
-        float *dbt = db_threads + tid * G;
-        if (tid == 0)
-            used = nth;
-        memset(dbt, 0, G * sizeof(float));
-        crnn_lstm_pack_bwd(W_h, H, G, Whp, tid * np / nth, (tid + 1) * np / nth);
-        crnn_lstm_pack_bwd(W_x, D, G, Wxp, tid * npx / nth, (tid + 1) * npx / nth);
-        Py_ssize_t nq, i0, i1;
-        crnn_pg_thread_tiles(np, tid, nth, &nq, &i0, &i1);
-        /* 5b-3c of step T-1, this thread's tiles (dh_next is dh_last: no mask) */
-        for (Py_ssize_t i = i0; i < i1; i++) {
-            const Py_ssize_t u0 = (i / nq) * CRNN_PG_NR;
-            const Py_ssize_t nu = crnn_pg_min(CRNN_PG_NR, H - u0), s = T - 1;
-            Py_ssize_t r0, r1;
-            crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
-            crnn_lstm_backward_tile_f32(dz + s * G, TG, dbt, dc_next, dh_next, NULL,
-                                        dhs + s * ld_dhs, T * ld_dhs, gates + s * G,
-                                        cs + s * H, TH, s == 0 ? c0 : cs + (s - 1) * H,
-                                        s == 0 ? H : TH, H, r0, r1, u0, nu, NULL,
-                                        real == NULL ? NULL : real + s, T, dh_pad);
-        }
-        crnn_pg_barrier(&bar, nth, tid, &sense);
-        for (Py_ssize_t t = T - 1; t >= 0; t--) {
-            const Py_ssize_t s = t - 1;  /* the step whose 5b-3c follow each tile */
-            for (Py_ssize_t i = i0; i < i1; i++) {
-                const Py_ssize_t p = i / nq, u0 = p * CRNN_PG_NR;
-                const Py_ssize_t nu = crnn_pg_min(CRNN_PG_NR, H - u0);
-                Py_ssize_t r0, r1;
-                crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
-                if (r0 >= r1)
-                    continue;
-                int cnt[4];
-                crnn_pg_counts(nu, cnt);
-                /* 2b. dh_next = dz[:, t] @ W_h^T, this tile's rows and units */
-                crnn_pg_tile(isa, r0, r1, G, dz + t * G, TG, Whp + p * G * CRNN_PG_NR,
-                             dh_next + u0, H, 16, cnt, 0);
-                /* ... * m (or 6b); then 5b-3c of step t-1 on the same rows and units */
-                const unsigned char *real_t = real == NULL ? NULL : real + t;
-                if (s >= 0)
-                    crnn_lstm_backward_tile_f32(dz + s * G, TG, dbt, dc_next, dh_next, m,
-                                                dhs + s * ld_dhs, T * ld_dhs, gates + s * G,
-                                                cs + s * H, TH,
-                                                s == 0 ? c0 : cs + (s - 1) * H,
-                                                s == 0 ? H : TH, H, r0, r1, u0, nu, real_t,
-                                                real == NULL ? NULL : real + s, T, dh_pad);
-                else if (m != NULL || real != NULL)
-                    crnn_lstm_backward_tile_f32(NULL, TG, dbt, dc_next, dh_next, m, dhs, 0,
-                                                gates, cs, TH, c0, H, H, r0, r1, u0, nu,
-                                                real_t, NULL, T, dh_pad);
-            }
-            crnn_pg_barrier(&bar, nth, tid, &sense);
-        }
-        /* 1b. dx = dz @ W_x^T over all B*T rows, as BLAS blocks it: chunks of
-         * CRNN_LP_MCX rows split between the threads; per chunk, K blocks of CRNN_LP_KCX,
-         * and per K block every panel of D, so that the chunk's block of dz (96 x 512,
-         * 192 KB) stays in L2 while the panels' blocks stream past it. (Panels outer
-         * and all rows inner, dz went through memory once per panel: 140 GFLOP/s at
-         * the (128, 100, 512, 1024) shape.) */
-        {
-            const Py_ssize_t nc = (BT + CRNN_LP_MCX - 1) / CRNN_LP_MCX;
-            for (Py_ssize_t ci = tid * nc / nth; ci < (tid + 1) * nc / nth; ci++) {
-                const Py_ssize_t r0 = ci * CRNN_LP_MCX;
-                const Py_ssize_t r1 = crnn_pg_min(BT, r0 + CRNN_LP_MCX);
-                for (Py_ssize_t k0 = 0; k0 < G; k0 += CRNN_LP_KCX) {
-                    const Py_ssize_t kb = crnn_pg_min(CRNN_LP_KCX, G - k0);
-                    for (Py_ssize_t p = 0; p < npx; p++) {
-                        int cnt[4];
-                        crnn_pg_counts(D - p * CRNN_PG_NR, cnt);
-                        crnn_pg_tile(isa, r0, r1, kb, dz + k0, G,
-                                     Wxp + p * G * CRNN_PG_NR + k0 * CRNN_PG_NR,
-                                     dx + p * CRNN_PG_NR, D, 16, cnt, k0 > 0);
-                    }
-                }
-            }
-        }
-        /* 1b. dW_x = x^T @ dz and 2c. dW_h = sum_t h_masked_{t-1}^T @ dz_t, as one
-         * product [x | h_masked_prev]^T @ dz over the B*T rows (b, t), in K blocks of
-         * CRNN_LP_KCW rows: both operands packed per block by both threads, then tiles
-         * (panel of 4H, chunk of the D + H output rows). The (b, t) row of
-         * h_masked_prev is h_masked_{t-1}: hs_m one row back, h0_m at t = 0. */
-        const Py_ssize_t nb = nbx + nbh;
-        Py_ssize_t nqw, iw0, iw1;
-        crnn_pg_thread_tiles(npg, tid, nth, &nqw, &iw0, &iw1);
-        for (Py_ssize_t j0 = 0; j0 < BT; j0 += CRNN_LP_KCW) {
-            const Py_ssize_t kc = crnn_pg_min(CRNN_LP_KCW, BT - j0);
-            {
-                const Py_ssize_t a0 = tid * nb / nth, a1 = (tid + 1) * nb / nth;
-                if (a0 < nbx)
-                    crnn_lstm_pack_at(x, NULL, 0, D, T, j0, kc, a0, crnn_pg_min(a1, nbx),
-                                      Apx);
-                if (a1 > nbx)
-                    crnn_lstm_pack_at(hs_m, h0_m, 1, H, T, j0, kc,
-                                      (a0 > nbx ? a0 : nbx) - nbx, a1 - nbx, Aph);
-                crnn_pg_pack_plain(dz + j0 * G, G, kc, G, Bpz, tid * npg / nth,
-                                   (tid + 1) * npg / nth);
-            }
-            crnn_pg_barrier(&bar, nth, tid, &sense);
-            for (Py_ssize_t i = iw0; i < iw1; i++) {
-                const Py_ssize_t p = i / nqw, q = i % nqw;
-                const Py_ssize_t rb0 = q * nb / nqw, rb1 = (q + 1) * nb / nqw;
-                int cnt[4];
-                crnn_pg_counts(G - p * CRNN_PG_NR, cnt);
-                const float *bp = Bpz + p * kc * CRNN_PG_NR;
-                if (rb0 < nbx)
-                    crnn_pg_tile_packed(isa, D, rb0, crnn_pg_min(rb1, nbx), kc, Apx, bp,
-                                        dW_x + p * CRNN_PG_NR, G, 16, cnt, j0 > 0);
-                if (rb1 > nbx)
-                    crnn_pg_tile_packed(isa, H, (rb0 > nbx ? rb0 : nbx) - nbx, rb1 - nbx,
-                                        kc, Aph, bp, dW_h + p * CRNN_PG_NR, G, 16, cnt,
-                                        j0 > 0);
-            }
-            crnn_pg_barrier(&bar, nth, tid, &sense);
-        }
-    }
-    /* 3c. db += the threads' sums */
-    for (int k = 0; k < used; k++)
+    if (threads > crnn_pg_max_threads())
+        threads = crnn_pg_max_threads();  /* the db sums are that many */
+    crnn_lp_bwd_t g;
+    g.dx = dx, g.dW_x = dW_x, g.dW_h = dW_h, g.dh_next = dh_next, g.dc_next = dc_next;
+    g.dz = dz, g.dh_pad = dh_pad;
+    g.Whp = scratch + off[0], g.Wxp = scratch + off[1];
+    g.Apx = scratch + off[2], g.Aph = scratch + off[3], g.Bpz = scratch + off[4];
+    g.db_chunks = scratch + off[5];
+    g.x = x, g.h0_m = h0_m, g.c0 = c0, g.W_x = W_x, g.W_h = W_h, g.hs_m = hs_m;
+    g.cs = cs, g.gates = gates, g.dhs = dhs, g.m = m, g.real = real;
+    g.ld_dhs = ld_dhs, g.B = B, g.T = T, g.D = D, g.H = H;
+    g.np = (H + CRNN_PG_NR - 1) / CRNN_PG_NR;  /* panels of dh_next */
+    g.npx = (D + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dx */
+    g.npg = (G + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dW */
+    g.nbx = (D + CRNN_PG_MR - 1) / CRNN_PG_MR; /* micro-panels of dW_x */
+    g.nbh = (H + CRNN_PG_MR - 1) / CRNN_PG_MR; /* ... of dW_h */
+    g.nq = crnn_pg_row_chunks(g.np, threads);
+    g.nqw = crnn_pg_row_chunks(g.npg, threads);
+    g.nc = (BT + CRNN_LP_MCX - 1) / CRNN_LP_MCX;
+    g.isa = crnn_pg_isa();
+    memset(g.db_chunks, 0, g.nq * G * sizeof(float));
+    g.w.items = crnn_lp_bwd_items, g.w.run = crnn_lp_bwd_run;
+    g.w.nphases = T + 3 + 2 * ((BT + CRNN_LP_KCW - 1) / CRNN_LP_KCW);
+    crnn_pg_run(&g.w, threads);
+    /* 3c. db += the row chunks' sums */
+    for (Py_ssize_t q = 0; q < g.nq; q++)
         for (Py_ssize_t j = 0; j < G; j++)
-            db[j] += db_threads[k * G + j];
+            db[j] += g.db_chunks[q * G + j];
 }
 
 #endif

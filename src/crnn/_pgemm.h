@@ -34,8 +34,8 @@
  * 211 GFLOP/s vs 6.90; (128, 1024, 4096) 5.05 vs 7.30. CRNN_PG_KC 128 or 256 made no
  * difference beyond noise at the larger shapes; 64 was slower.
  *
- * The threads of a time loop meet at crnn_pg_barrier once a step; see there for why it
- * is not OpenMP's.
+ * A time loop runs as phases of items on a pool of our own (crnn_pg_run: work claiming,
+ * no barrier; see there for why not OpenMP's threads and a barrier per step).
  */
 #ifndef CRNN_PGEMM_H
 #define CRNN_PGEMM_H
@@ -351,16 +351,6 @@ static inline Py_ssize_t crnn_pg_row_chunks(Py_ssize_t np, int nth)
     return (np % nth == 0 || np >= 4 * nth) ? 1 : nth;
 }
 
-/* Thread tid's share (of nth) of the tiles of a product with np panels: the rows are
- * split into *nq chunks, and the thread takes tiles [*i0, *i1), numbered p-major. */
-static inline void crnn_pg_thread_tiles(Py_ssize_t np, int tid, int nth, Py_ssize_t *nq,
-                                        Py_ssize_t *i0, Py_ssize_t *i1)
-{
-    *nq = crnn_pg_row_chunks(np, nth);
-    *i0 = tid * (np * *nq) / nth;
-    *i1 = (tid + 1) * (np * *nq) / nth;
-}
-
 /* Rows [*r0, *r1) of chunk q of nq over M rows. */
 static inline void crnn_pg_chunk_rows(Py_ssize_t M, Py_ssize_t nq, Py_ssize_t q,
                                       Py_ssize_t *r0, Py_ssize_t *r1)
@@ -371,57 +361,32 @@ static inline void crnn_pg_chunk_rows(Py_ssize_t M, Py_ssize_t nq, Py_ssize_t q,
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* OpenMP, where the extension was built with it (setup.py), else one thread.           */
+/* Threads: the thread count is OpenMP's (OMP_NUM_THREADS; tests set it), where the      */
+/* extension was built with OpenMP (setup.py), else one thread.                         */
 
 #ifdef _OPENMP
 #include <omp.h>
 static inline int crnn_pg_max_threads(void) { return omp_get_max_threads(); }
 /* OpenMP's thread count for later parallel regions of the calling thread (tests). */
 static inline void crnn_pg_set_threads(int n) { omp_set_num_threads(n); }
-static inline int crnn_pg_thread(void) { return omp_get_thread_num(); }
-static inline int crnn_pg_threads(void) { return omp_get_num_threads(); }
 #else
 static inline int crnn_pg_max_threads(void) { return 1; }
 static inline void crnn_pg_set_threads(int n) { (void)n; }
-static inline int crnn_pg_thread(void) { return 0; }
-static inline int crnn_pg_threads(void) { return 1; }
 #endif
-
-/* The barrier between the steps of a time loop.
- *
- * A centralised sense-reversing barrier. A waiter (1) spins CRNN_PG_SPINS pauses, (2)
- * spins on for up to CRNN_PG_WAIT_SECONDS unless the thread it waits for was last seen
- * on its own CPU, (3) then sleeps on a futex (Linux; elsewhere it yields the CPU in a
- * loop), woken by the last to arrive.
- *
- * Why not OpenMP's barrier: a step's barrier waits for the slower thread, and when that
- * one is off its CPU, for a time slice (ms) where a step takes microseconds. On this
- * project's machine (2 vCPUs of a VM, Linux 6.18) that happened (a) after an idle spell,
- * when both threads could wake on one CPU: the first forward call after a 0.2 s sleep
- * took 10-12 ms on the small benchmark shape instead of 0.65 with libgomp's barrier;
- * (b) beside a busy thread of another pool: OpenBLAS's idle workers (SciPy's, or
- * NumPy's after any NumPy matmul, e.g. a Dense layer) spin at full CPU for ~100 ms after
- * each call, and the medium shape's forward then took 93 ms instead of 28. What each
- * phase is for, measured: spinning alone handles the quiet case (a step's wait is a few
- * us); sleeping early costs ~100 us a wake here (a halted vCPU): sleeping after ~20 us
- * made the small shape 4x slower after an idle spell, and after 200 us of spinning the
- * same case cost 11-19 ms, because the waiter spun on the CPU its partner needed (hence
- * the check of the partner's CPU); yielding instead of sleeping handed the CPU to the
- * stranger's spinning thread (medium shape 111 ms after a NumPy matmul). With this
- * barrier: after an idle spell ~1-4 ms for the first small call; after a NumPy matmul
- * the medium forward 61-73 ms (the BLAS loop 69-100: its own threads suffer as much),
- * but the small one ~7.5 ms, where the BLAS loop, whose products are that small that
- * OpenBLAS runs them on one thread, took 1.2. (Tried and dropped: a team that goes on
- * with thread 0 alone after a few waits ended asleep; no better, as libgomp's idle
- * workers themselves spin for ~3-4 ms after each parallel region, GOMP_SPINCOUNT.) */
-#define CRNN_PG_SPINS 128
-#define CRNN_PG_WAIT_SECONDS 200e-6
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sched.h>
+#include <time.h>
 #define CRNN_PG_YIELD() sched_yield()
+static inline double crnn_pg_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
 #else
 #define CRNN_PG_YIELD() ((void)0)
+static inline double crnn_pg_seconds(void) { return 0.0; }
 #endif
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -433,111 +398,530 @@ static inline int crnn_pg_threads(void) { return 1; }
 #define CRNN_PG_FUTEX 0
 #endif
 
-#define CRNN_PG_MAX_SEEN 64  /* threads whose CPU the barrier tracks */
-
-typedef struct {
-    int count;
-    int sense;
-    int sleepers;
-    int cpu[CRNN_PG_MAX_SEEN];  /* the CPU each thread last arrived on (-1: unknown) */
-} crnn_pg_barrier_t;
-
-static inline void crnn_pg_barrier_init(crnn_pg_barrier_t *bar)
-{
-    bar->count = bar->sense = bar->sleepers = 0;
-    for (int i = 0; i < CRNN_PG_MAX_SEEN; i++)
-        bar->cpu[i] = -1;
-}
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <time.h>
-static inline double crnn_pg_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-#else
-static inline double crnn_pg_seconds(void) { return 0.0; } /* phase 2 never ends */
-#endif
-
 #if defined(__linux__) && defined(__GLIBC__)
 static inline int crnn_pg_cpu(void) { return sched_getcpu(); }
 #else
 static inline int crnn_pg_cpu(void) { return -1; }
 #endif
 
-/* Whether another thread of the team last arrived on this CPU. */
-static inline int crnn_pg_cpu_shared(const crnn_pg_barrier_t *bar, int nth, int tid,
-                                     int cpu)
+static inline void crnn_pg_pause(void)
 {
-    if (cpu < 0)
-        return 0;
-    for (int i = 0; i < nth && i < CRNN_PG_MAX_SEEN; i++)
-        if (i != tid && __atomic_load_n(&bar->cpu[i], __ATOMIC_RELAXED) == cpu)
-            return 1;
-    return 0;
+#if CRNN_PG_X86
+    __builtin_ia32_pause();
+#endif
 }
 
-/* Wait for the other nth - 1 threads of the team (tid: this thread's number, local: its
- * own sense, starting at 0). */
-static inline void crnn_pg_barrier(crnn_pg_barrier_t *bar, int nth, int tid, int *local)
+/* Work claiming: a kernel's loop as a sequence of phases (the packing of the weights,
+ * each time step, the backward's dx and dW blocks), phase ph being items(ph) independent
+ * items (tiles), and every item of a phase may need every item of the earlier ones
+ * (step t+1 reads all of h_t). No thread ever waits for another to ARRIVE, only for
+ * claimed items to FINISH: a participant claims an item of the current phase, runs it
+ * and counts it in `done`; phase ph may start once done reaches the items of the phases
+ * before it. A thread that comes late (woken late, descheduled) fast-forwards to the
+ * current phase; one that never comes leaves its items to the others, and the caller
+ * alone can run the whole loop.
+ *
+ * Each phase's items are split into nth contiguous ranges, range r = slot r's own (the
+ * same split as the static one before: a thread's own tiles are the same at every step,
+ * so its weight panels stay in its L2); a participant claims from its own range first,
+ * then steals from the others'. A range's claim counter holds (phase << 32 | next index):
+ * an item is claimed by a CAS, only in the phase that is current, so a thread never
+ * holds an item it cannot run at once (a descheduled thread holding a future item would
+ * block the step it belongs to). Counters only grow (no ABA).
+ *
+ * Determinism: the items of a phase write disjoint outputs and any scratch they
+ * accumulate into is indexed by the item (e.g. the backward's db by row chunk), never by
+ * the thread that ran it, so results do not depend on who ran what; only the staging
+ * tiles of the forward are the running thread's (its slot). */
+#define CRNN_PG_MAX_SLOTS 64
+
+typedef struct crnn_pg_work crnn_pg_work_t;
+struct crnn_pg_work {
+    Py_ssize_t (*items)(const crnn_pg_work_t *w, Py_ssize_t ph);
+    void (*run)(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i, int slot);
+    Py_ssize_t nphases;
+    int nth;  /* slots (ranges per phase): the caller 0, workers 1 .. nth - 1 */
+    struct {
+        int64_t next;  /* claims: phase << 32 | next index */
+        int active;    /* the owner is in the job */
+        char pad[52];
+    } __attribute__((aligned(64))) range[CRNN_PG_MAX_SLOTS];
+    int64_t done __attribute__((aligned(64)));
+    struct {
+        Py_ssize_t ph;    /* the phase this slot was in when it last left */
+        int64_t start;    /* items before it */
+    } cursor[CRNN_PG_MAX_SLOTS];
+};
+
+static void crnn_pg_work_init(crnn_pg_work_t *w, int nth)
 {
-    if (nth <= 1)
-        return;
-    const int sense = *local = !*local;
-    const int cpu = crnn_pg_cpu();
-    if (tid < CRNN_PG_MAX_SEEN)
-        __atomic_store_n(&bar->cpu[tid], cpu, __ATOMIC_RELAXED);
-    if (__atomic_add_fetch(&bar->count, 1, __ATOMIC_ACQ_REL) == nth) {
-        __atomic_store_n(&bar->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&bar->sense, sense, __ATOMIC_SEQ_CST);
-#if CRNN_PG_FUTEX
-        if (__atomic_load_n(&bar->sleepers, __ATOMIC_SEQ_CST) > 0)
-            syscall(SYS_futex, &bar->sense, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-#endif
+    w->nth = nth < 1 ? 1 : nth > CRNN_PG_MAX_SLOTS ? CRNN_PG_MAX_SLOTS : nth;
+    for (int r = 0; r < CRNN_PG_MAX_SLOTS; r++) {
+        w->range[r].next = 0;
+        w->range[r].active = r == 0;
+        w->cursor[r].ph = 0;
+        w->cursor[r].start = 0;
+    }
+    w->done = 0;
+}
+
+/* The CPU the caller (slot 0) last ran an item on, -1 unknown: a worker on it leaves. */
+static int crnn_pg_caller_cpu = -1;
+
+/* Solo spells. When a thread holding an item was off its CPU for long (the caller
+ * waited more than CRNN_PG_STALL_SECONDS plus 4 items' time for a phase to end) twice
+ * within CRNN_PG_STALL_WINDOW, the caller runs alone for CRNN_PG_SOLO_SECONDS: its jobs
+ * are not published, and workers stop claiming. A safety net for a worker that keeps
+ * being preempted while it holds items (each time for a time slice): measured with a
+ * busy process beside the small shape (32, 50, 32, 64), backward 2.0 ms steadily on the
+ * caller alone (without spells 1.7-2.1; the BLAS loop 1.5-6). One stall alone is not
+ * enough: in a quiet loop one came every ~800 calls (a kernel thread, the hypervisor),
+ * and a spell after each cost ~5% on average. In stall.py's scenarios (after a NumPy or
+ * SciPy matmul) no spell started. */
+#define CRNN_PG_STALL_SECONDS 300e-6
+#define CRNN_PG_SOLO_SECONDS 50e-3
+#define CRNN_PG_STALL_WINDOW 20e-3
+
+static double crnn_pg_solo_until = 0.0;
+
+static inline void crnn_pg_solo_from(double now)
+{
+    static double last_stall = -1.0;  /* the caller's own (the pool has one caller) */
+    if (last_stall < 0.0 || now - last_stall > CRNN_PG_STALL_WINDOW) {
+        last_stall = now;  /* a lone stall: a kernel thread, the hypervisor */
         return;
     }
-    /* 1. spin: a step's wait in the quiet case */
-    for (int spins = 0; spins < CRNN_PG_SPINS; spins++) {
-        if (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) == sense)
-            return;
-#if CRNN_PG_X86
-        __builtin_ia32_pause();
-#endif
+    const double until = now + CRNN_PG_SOLO_SECONDS;
+    __atomic_store(&crnn_pg_solo_until, &until, __ATOMIC_RELAXED);
+}
+
+static inline int crnn_pg_solo(void)
+{
+    double until;
+    __atomic_load(&crnn_pg_solo_until, &until, __ATOMIC_RELAXED);
+    return until > 0.0 && crnn_pg_seconds() < until;
+}
+
+/* Claim an item of phase ph (of n items) from range r, if more than `keep` are left
+ * unclaimed there; -1: none, -2: phase ph is over (the caller's view is stale). */
+static inline Py_ssize_t crnn_pg_claim(crnn_pg_work_t *w, int r, Py_ssize_t ph,
+                                       Py_ssize_t n, int keep)
+{
+    const int nth = w->nth;
+    const Py_ssize_t lo = r * n / nth, len = (r + 1) * n / nth - lo;
+    if (len <= 0)
+        return -1;
+    int64_t v = __atomic_load_n(&w->range[r].next, __ATOMIC_RELAXED);
+    for (;;) {
+        const int64_t vph = v >> 32;
+        int64_t i = v & 0xffffffff;
+        if (vph > ph)
+            return -2;
+        if (vph < ph)
+            i = 0;  /* the counter still holds an earlier, finished phase */
+        if (len - i <= keep)
+            return -1;
+        const int64_t nv = ((int64_t)ph << 32) | (i + 1);
+        if (__atomic_compare_exchange_n(&w->range[r].next, &v, nv, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            return lo + i;
     }
-    /* 2. spin on for up to CRNN_PG_WAIT_SECONDS, unless the thread being waited for
-     * shares this CPU: then it can only run once this one sleeps */
-    const double start = crnn_pg_seconds();
-    for (int spins = 0; !crnn_pg_cpu_shared(bar, nth, tid, cpu); spins++) {
-        if (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) == sense)
-            return;
-#if CRNN_PG_X86
-        __builtin_ia32_pause();
-#endif
-        if (spins % 16 == 0 && crnn_pg_seconds() - start > CRNN_PG_WAIT_SECONDS)
+}
+
+/* Slot `slot` runs items until every phase is complete (returns 1) or, when !wait,
+ * until nothing is left to claim in the current phase (returns 0; the claimed items of
+ * others are still running).
+ *
+ * Stealing: from a range whose owner is not in the job, anything; from one whose owner
+ * is, only while 2 or more items are left unclaimed there (the owner takes the next one
+ * within an item's time: stealing it would make the owner wait idle, and would move its
+ * weight panels into the thief's L2), or, once this thread has waited for the phase
+ * for more than twice its last item's time (the owner was preempted), the last one. */
+static int crnn_pg_work_on(crnn_pg_work_t *w, int slot, int wait)
+{
+    const int nth = w->nth;
+    Py_ssize_t ph = w->cursor[slot].ph;
+    int64_t start = w->cursor[slot].start;
+    int result = 0, force = 0;
+    double item_time = 0.0;
+    __atomic_store_n(&w->range[slot].active, 1, __ATOMIC_RELAXED);
+    for (;;) {
+        int64_t done = __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
+        Py_ssize_t n = 0;
+        while (ph < w->nphases) {
+            n = w->items(w, ph);
+            if (done < start + n)
+                break;
+            start += n;
+            ph++;
+            force = 0;
+        }
+        if (ph >= w->nphases) {
+            result = 1;
             break;
+        }
+        if (slot != 0 && crnn_pg_solo())
+            break;  /* the caller goes on alone (see crnn_pg_solo_from) */
+        Py_ssize_t item = -1;
+        int stale = 0;
+        for (int k = 0; k < nth && item < 0; k++) {
+            const int r = (slot + k) % nth;
+            const int keep = (k == 0 || force ||
+                              !__atomic_load_n(&w->range[r].active, __ATOMIC_RELAXED))
+                                 ? 0 : 1;
+            item = crnn_pg_claim(w, r, ph, n, keep);
+            if (item == -2)
+                stale = 1;
+        }
+        if (item >= 0) {
+            const double t0 = crnn_pg_seconds();
+            w->run(w, ph, item, slot);
+            __atomic_add_fetch(&w->done, 1, __ATOMIC_RELEASE);
+            item_time = crnn_pg_seconds() - t0;
+            if (slot == 0)
+                __atomic_store_n(&crnn_pg_caller_cpu, crnn_pg_cpu(), __ATOMIC_RELAXED);
+            continue;
+        }
+        if (stale)
+            continue;
+        if (!wait)
+            break;
+        /* the phase ends when the others' items do: spin (yield after a while in case
+         * one of them was preempted on this CPU), and after twice an item's time, steal
+         * whatever is left */
+        const double t0 = crnn_pg_seconds(), limit = 10e-6 + 2.0 * item_time;
+        int stalled = 0;
+        for (int spins = 0; __atomic_load_n(&w->done, __ATOMIC_ACQUIRE) < start + n;
+             spins++) {
+            crnn_pg_pause();
+            if (spins % 64 == 63) {
+                const double waited = crnn_pg_seconds() - t0;
+                if (!force && waited > limit) {
+                    force = 1;
+                    break;
+                }
+                if (!stalled && waited > CRNN_PG_STALL_SECONDS + 4.0 * item_time) {
+                    /* the holder of an item is off its CPU */
+                    crnn_pg_solo_from(t0 + waited);
+                    stalled = 1;
+                }
+                if (spins > 4096)
+                    CRNN_PG_YIELD();
+            }
+        }
     }
-    /* 3. sleep: frees this CPU for the thread being waited for, whether it shares it
-     * or is preempted on another */
-#if CRNN_PG_FUTEX
-    __atomic_add_fetch(&bar->sleepers, 1, __ATOMIC_SEQ_CST);
-    /* sleeps only while sense still holds the old value (the kernel compares) */
-    while (__atomic_load_n(&bar->sense, __ATOMIC_SEQ_CST) != sense)
-        syscall(SYS_futex, &bar->sense, FUTEX_WAIT_PRIVATE, !sense, NULL, NULL, 0);
-    __atomic_sub_fetch(&bar->sleepers, 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (slot != 0)
+        __atomic_store_n(&w->range[slot].active, 0, __ATOMIC_RELAXED);
+    w->cursor[slot].ph = ph;
+    w->cursor[slot].start = start;
+    return result;
+}
+
+/* The pool: nth - 1 persistent worker threads of our own (pthreads, started on first
+ * use), where the build has OpenMP (its thread count says how many) and pthreads.
+ *
+ * The caller publishes the job, works on it itself from slot 0, and at the end waits
+ * only for workers that are inside it: a worker joins (CAS on ctl: count + 1, only while
+ * the job is OPEN), claims and runs items, and leaves (count - 1) as soon as nothing is
+ * left to claim in the current phase, then rejoins when the phase has moved on; the
+ * caller, once every item is done, closes the job (clears OPEN: no one joins any more)
+ * and waits for the count to reach zero. So a worker that is asleep, halted or
+ * descheduled costs nothing unless it holds a claimed item, and the job descriptor (on
+ * the caller's stack) is only read by workers inside it.
+ *
+ * Why not OpenMP's parallel region with a barrier per step (the loop before): a step's
+ * barrier waits for the slower thread, and when that one is off its CPU, for a time
+ * slice (ms) where a step takes microseconds. On this project's machine (2 vCPUs of a
+ * VM, Linux 6.18) that happened (a) after an idle spell (a halted vCPU wakes in ~100 us
+ * to ms): the first forward after 0.05-0.15 s idle took 5.9-9.6 ms at the small shape
+ * (32, 50, 32, 64) instead of 0.74; (b) beside a busy thread of another pool: OpenBLAS's
+ * idle workers (SciPy's, or NumPy's after any NumPy matmul, e.g. a Dense layer) spin at
+ * full CPU for ~100 ms after each call, and the small forward then took 7.5 ms instead
+ * of 1.0 on the BLAS loop (a custom spin-then-futex barrier that checked whether its
+ * partner shared its CPU made this better than libgomp's barrier, not good). Even a
+ * work-claiming loop inside an OpenMP region would wait at the region's end for a
+ * worker that was never scheduled, hence a pool of our own.
+ *
+ * With the pool, medians at that shape: after a NumPy matmul the forward 1.05-1.13 ms and
+ * the backward 2.1-2.4 (BLAS loop 0.97 and 1.75), after a SciPy one 1.06 and 2.14 (0.92
+ * and 1.62), after 0.05-0.15 s idle the forward 0.9 (1.1-1.3), back to back 0.57
+ * (0.91). A worker
+ * never runs beside the caller on the caller's CPU (it would only take the caller's
+ * time, and hold items through the caller's time slices): it moves off it or sleeps
+ * (crnn_pg_move_off).
+ *
+ * Idle workers spin CRNN_PG_IDLE_SECONDS after their last job (back-to-back calls, e.g.
+ * forward then backward, find them awake: a futex wake costs ~100 us here), then sleep
+ * on a futex (elsewhere: yield). Without OpenMP or pthreads the caller runs every item
+ * itself. */
+#define CRNN_PG_IDLE_SECONDS 2e-3
+
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+#define CRNN_PG_POOL 1
+#include <pthread.h>
+
+#define CRNN_PG_OPEN 0x40000000
+
+typedef struct {
+    int ctl;             /* CRNN_PG_OPEN while a job is open | workers inside it */
+    int seq;             /* bumped by each publication (futex word) */
+    int sleepers;        /* workers asleep on seq */
+    int busy;            /* a caller owns the pool (another caller runs alone) */
+    int nworkers;        /* started (slots 1 .. nworkers) */
+    int tid[CRNN_PG_MAX_SLOTS];     /* the workers' thread ids (Linux) */
+    int pinned[CRNN_PG_MAX_SLOTS];  /* set off the caller's CPU by the caller */
+    int nth;             /* the open job's slots */
+    crnn_pg_work_t *job;
+} crnn_pg_pool_t;
+
+static crnn_pg_pool_t crnn_pg_pool;
+
+/* Move this thread off CPU `cpu` (allowed on every CPU of its mask but that one, which
+ * migrates it at once, then the mask restored: it stays where it is); 1 if it moved.
+ * Why: the scheduler wakes a sleeping thread on the CPU it last ran on or the waker's;
+ * once a worker ran on the caller's CPU (after an idle spell both threads can wake on
+ * one CPU), every wake put it there again (measured: the small shape's forward at the
+ * one-thread 1.0 ms for call after call, the worker running 1% of the items, all on
+ * the caller's CPU), while the other CPU idled. */
+static int crnn_pg_move_off(int cpu)
+{
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+    cpu_set_t all, other;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof all, &all) != 0)
+        return 0;
+    other = all;
+    CPU_CLR(cpu, &other);
+    if (CPU_COUNT(&other) == 0 || sched_setaffinity(0, sizeof other, &other) != 0)
+        return 0;
+    sched_setaffinity(0, sizeof all, &all);
+    return crnn_pg_cpu() != cpu;
 #else
-    while (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) != sense)
-        CRNN_PG_YIELD();
+    (void)cpu;
+    return 0;
 #endif
+}
+
+/* Whether this worker runs on the CPU the caller last ran on, and cannot move off. */
+static int crnn_pg_stuck_on_callers_cpu(const crnn_pg_pool_t *pool)
+{
+    const int cpu = crnn_pg_cpu();
+    (void)pool;
+    if (cpu < 0 || cpu != __atomic_load_n(&crnn_pg_caller_cpu, __ATOMIC_RELAXED))
+        return 0;
+    return !crnn_pg_move_off(cpu);
+}
+
+/* Wake the sleeping workers off the caller's CPU: each worker's mask without it (the
+ * worker restores its own when it runs, crnn_pg_unpin). Why: the scheduler wakes a
+ * thread on its previous CPU only if that one is idle and, in a VM, not marked
+ * preempted, which a halted vCPU is; so after an idle spell the worker woke on the
+ * caller's CPU and ran only when the caller's time slice ended (measured: a forward
+ * after 0.15 s idle and the next one too at the one-thread 1.0-1.2 ms, the worker
+ * joining neither). Costs two system calls a worker, only when one was asleep. */
+static void crnn_pg_pin_off(crnn_pg_pool_t *pool, int cpu)
+{
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
+        return;
+    for (int slot = 1; slot <= pool->nworkers; slot++) {
+        cpu_set_t set;
+        const int tid = __atomic_load_n(&pool->tid[slot], __ATOMIC_ACQUIRE);
+        if (tid <= 0 || sched_getaffinity(tid, sizeof set, &set) != 0)
+            continue;
+        CPU_CLR(cpu, &set);
+        if (CPU_COUNT(&set) == 0)
+            continue;
+        __atomic_store_n(&pool->pinned[slot], 1, __ATOMIC_RELEASE);
+        sched_setaffinity(tid, sizeof set, &set);
+    }
+#else
+    (void)pool, (void)cpu;
+#endif
+}
+
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+typedef cpu_set_t crnn_pg_mask_t;
+#else
+typedef int crnn_pg_mask_t;
+#endif
+
+/* This worker's own mask back, if the caller pinned it off its CPU. */
+static inline void crnn_pg_unpin(crnn_pg_pool_t *pool, int slot, const crnn_pg_mask_t *home)
+{
+    if (__atomic_load_n(&pool->pinned[slot], __ATOMIC_ACQUIRE) &&
+        __atomic_exchange_n(&pool->pinned[slot], 0, __ATOMIC_ACQ_REL)) {
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+        sched_setaffinity(0, sizeof *home, home);
+#else
+        (void)home;
+#endif
+    }
+}
+
+static void *crnn_pg_worker(void *arg)
+{
+    crnn_pg_pool_t *pool = &crnn_pg_pool;
+    const int slot = (int)(intptr_t)arg;
+    crnn_pg_mask_t home;
+#if defined(__linux__) && defined(__GLIBC__) && defined(CPU_SETSIZE)
+    if (sched_getaffinity(0, sizeof home, &home) != 0)
+        CPU_ZERO(&home);
+    else
+        __atomic_store_n(&pool->tid[slot], (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+#else
+    home = 0;
+#endif
+    int finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);  /* jobs up to here */
+    for (;;) {
+        /* wait for a job newer than `finished` */
+        const double start = crnn_pg_seconds();
+        for (int spins = 1;; spins++) {
+            const int seq = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
+            if (seq != finished)
+                break;
+            crnn_pg_pause();
+            if (spins % 64 == 0 && (crnn_pg_seconds() - start > CRNN_PG_IDLE_SECONDS ||
+                                    crnn_pg_stuck_on_callers_cpu(pool))) {
+#if CRNN_PG_FUTEX
+                __atomic_add_fetch(&pool->sleepers, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&pool->seq, __ATOMIC_SEQ_CST) == finished)
+                    syscall(SYS_futex, &pool->seq, FUTEX_WAIT_PRIVATE, finished, NULL,
+                            NULL, 0);
+                __atomic_sub_fetch(&pool->sleepers, 1, __ATOMIC_RELAXED);
+                crnn_pg_unpin(pool, slot, &home);
+#else
+                CRNN_PG_YIELD();
+#endif
+            }
+        }
+        /* join it while it is open, as often as its phases leave this worker idle */
+        for (;;) {
+            int c = __atomic_load_n(&pool->ctl, __ATOMIC_ACQUIRE);
+            if (!(c & CRNN_PG_OPEN)) {
+                /* closed: done (maybe by the caller alone) before we got here (a job is
+                 * opened before seq announces it) */
+                finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
+                break;
+            }
+            if (slot >= __atomic_load_n(&pool->nth, __ATOMIC_RELAXED)) {
+                finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
+                break;
+            }
+            if (crnn_pg_stuck_on_callers_cpu(pool)) {
+                /* woken on the caller's CPU: an item claimed here would wait for the
+                 * caller's time slice to end */
+                finished = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
+                break;
+            }
+            if (!__atomic_compare_exchange_n(&pool->ctl, &c, c + 1, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_RELAXED))
+                continue;
+            /* inside: the job, its slot count and seq hold still until we leave */
+            if (slot >= __atomic_load_n(&pool->nth, __ATOMIC_RELAXED)) {
+                __atomic_sub_fetch(&pool->ctl, 1, __ATOMIC_RELEASE);
+                continue;  /* a newer job with fewer slots opened meanwhile */
+            }
+            crnn_pg_work_t *w = __atomic_load_n(&pool->job, __ATOMIC_ACQUIRE);
+            const int seq = __atomic_load_n(&pool->seq, __ATOMIC_RELAXED);
+            const int all_done = crnn_pg_work_on(w, slot, 0);
+            __atomic_sub_fetch(&pool->ctl, 1, __ATOMIC_RELEASE);
+            if (all_done) {
+                finished = seq;
+                break;
+            }
+            /* out again until the others' items of this phase are done; then rejoin
+             * (the job's own counters may be gone once we are out: poll by joining);
+             * but on the caller's CPU (another thread holds the other one), spinning
+             * would only slow the caller down: leave the job to it and sleep */
+            if (crnn_pg_stuck_on_callers_cpu(pool)) {
+                finished = seq;
+                break;
+            }
+            for (int k = 0; k < 32; k++)
+                crnn_pg_pause();
+        }
+    }
+    return NULL;
+}
+
+/* After fork() the child has none of the parent's workers. */
+static void crnn_pg_pool_atfork_child(void)
+{
+    memset(&crnn_pg_pool, 0, sizeof crnn_pg_pool);
+}
+
+/* Start workers up to slot nth - 1 (the caller owns the pool); returns the slots that
+ * can run (1 + workers). */
+static int crnn_pg_pool_grow(int nth)
+{
+    crnn_pg_pool_t *pool = &crnn_pg_pool;
+    static int atfork = 0;
+    if (!atfork) {
+        pthread_atfork(NULL, NULL, crnn_pg_pool_atfork_child);
+        atfork = 1;
+    }
+    while (pool->nworkers < nth - 1) {
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int err = pthread_create(&th, &attr, crnn_pg_worker,
+                                       (void *)(intptr_t)(pool->nworkers + 1));
+        pthread_attr_destroy(&attr);
+        if (err != 0)
+            break;
+        pool->nworkers++;
+    }
+    return 1 + pool->nworkers;
+}
+#else
+#define CRNN_PG_POOL 0
+#endif
+
+/* Run the work w->items / w->run / w->nphases on nth slots (set up by this function):
+ * the calling thread and the pool's workers; one thread without a pool, or while another
+ * caller has it. */
+static void crnn_pg_run(crnn_pg_work_t *w, int nth)
+{
+    crnn_pg_work_init(w, nth);
+#if CRNN_PG_POOL
+    crnn_pg_pool_t *pool = &crnn_pg_pool;
+    int idle = 0;
+    if (w->nth > 1 && !crnn_pg_solo() &&
+        __atomic_compare_exchange_n(&pool->busy, &idle, 1, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED)) {
+        __atomic_store_n(&crnn_pg_caller_cpu, crnn_pg_cpu(), __ATOMIC_RELAXED);
+        crnn_pg_pool_grow(w->nth);
+        __atomic_store_n(&pool->job, w, __ATOMIC_RELAXED);
+        __atomic_store_n(&pool->nth, w->nth, __ATOMIC_RELAXED);
+        /* open, then announce: a worker that sees the new seq and a closed job knows
+         * the job is over */
+        __atomic_store_n(&pool->ctl, CRNN_PG_OPEN, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&pool->seq, 1, __ATOMIC_SEQ_CST);
+#if CRNN_PG_FUTEX
+        if (__atomic_load_n(&pool->sleepers, __ATOMIC_SEQ_CST) > 0) {
+            crnn_pg_pin_off(pool, crnn_pg_caller_cpu);
+            syscall(SYS_futex, &pool->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+        }
+#endif
+        crnn_pg_work_on(w, 0, 1);
+        __atomic_fetch_and(&pool->ctl, ~CRNN_PG_OPEN, __ATOMIC_SEQ_CST);
+        for (int spins = 0; __atomic_load_n(&pool->ctl, __ATOMIC_ACQUIRE) != 0; spins++) {
+            crnn_pg_pause();
+            if (spins > 4096)
+                CRNN_PG_YIELD();
+        }
+        __atomic_store_n(&pool->busy, 0, __ATOMIC_RELEASE);
+        return;
+    }
+#endif
+    crnn_pg_work_on(w, 0, 1);
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Plain packed product for benchmarks and tests: C (+)= A @ W for `steps` times in one
- * parallel region with a barrier after each, as the LSTM's time loop runs it. W (K x N,
- * row stride ldw) is packed into Wp (ceil(N/64) panels of K x 64, 64-byte aligned) by
- * the same threads first. */
+/* Plain packed product for benchmarks and tests: C (+)= A @ W for `steps` times, each
+ * step a phase, as the LSTM's time loop runs it. W (K x N, row stride ldw) is packed
+ * into Wp (ceil(N/64) panels of K x 64, 64-byte aligned) in a first phase. */
 static void crnn_pg_pack_plain(const float *W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t N,
                                float *Wp, Py_ssize_t p0, Py_ssize_t p1)
 {
@@ -555,38 +939,53 @@ static void crnn_pg_pack_plain(const float *W, Py_ssize_t ldw, Py_ssize_t K, Py_
     }
 }
 
+typedef struct {
+    crnn_pg_work_t w;
+    const float *A, *W;
+    float *Wp, *C;
+    Py_ssize_t lda, ldw, ldc, M, N, K, np, nq;
+    int accumulate, isa;
+} crnn_pg_steps_t;
+
+static Py_ssize_t crnn_pg_steps_items(const crnn_pg_work_t *w, Py_ssize_t ph)
+{
+    const crnn_pg_steps_t *g = (const crnn_pg_steps_t *)w;
+    return ph == 0 ? g->np : g->np * g->nq;
+}
+
+static void crnn_pg_steps_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i,
+                              int slot)
+{
+    const crnn_pg_steps_t *g = (const crnn_pg_steps_t *)w;
+    (void)slot;
+    if (ph == 0) {
+        crnn_pg_pack_plain(g->W, g->ldw, g->K, g->N, g->Wp, i, i + 1);
+        return;
+    }
+    const Py_ssize_t p = i / g->nq;
+    Py_ssize_t r0, r1;
+    crnn_pg_chunk_rows(g->M, g->nq, i % g->nq, &r0, &r1);
+    int cnt[4];
+    crnn_pg_counts(g->N - p * CRNN_PG_NR, cnt);
+    crnn_pg_tile(g->isa, r0, r1, g->K, g->A, g->lda, g->Wp + p * g->K * CRNN_PG_NR,
+                 g->C + p * CRNN_PG_NR, g->ldc, 16, cnt, g->accumulate);
+}
+
 static void crnn_pg_gemm_steps(const float *A, Py_ssize_t lda, const float *W,
                                Py_ssize_t ldw, float *Wp, float *C, Py_ssize_t ldc,
                                Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int accumulate,
                                Py_ssize_t steps)
 {
-    const int isa = crnn_pg_isa();
-    const Py_ssize_t np = (N + CRNN_PG_NR - 1) / CRNN_PG_NR;
-    crnn_pg_barrier_t bar;
-    crnn_pg_barrier_init(&bar);
-#ifdef _OPENMP
-#pragma omp parallel
-#endif
-    {
-        const int tid = crnn_pg_thread(), nth = crnn_pg_threads();
-        int sense = 0;
-        crnn_pg_pack_plain(W, ldw, K, N, Wp, tid * np / nth, (tid + 1) * np / nth);
-        crnn_pg_barrier(&bar, nth, tid, &sense);
-        Py_ssize_t nq, i0, i1;
-        crnn_pg_thread_tiles(np, tid, nth, &nq, &i0, &i1);
-        for (Py_ssize_t s = 0; s < steps; s++) {
-            for (Py_ssize_t i = i0; i < i1; i++) {
-                const Py_ssize_t p = i / nq;
-                Py_ssize_t r0, r1;
-                crnn_pg_chunk_rows(M, nq, i % nq, &r0, &r1);
-                int cnt[4];
-                crnn_pg_counts(N - p * CRNN_PG_NR, cnt);
-                crnn_pg_tile(isa, r0, r1, K, A, lda, Wp + p * K * CRNN_PG_NR,
-                             C + p * CRNN_PG_NR, ldc, 16, cnt, accumulate);
-            }
-            crnn_pg_barrier(&bar, nth, tid, &sense);
-        }
-    }
+    const int nth = crnn_pg_max_threads();
+    crnn_pg_steps_t g;
+    g.A = A, g.W = W, g.Wp = Wp, g.C = C;
+    g.lda = lda, g.ldw = ldw, g.ldc = ldc, g.M = M, g.N = N, g.K = K;
+    g.np = (N + CRNN_PG_NR - 1) / CRNN_PG_NR;
+    g.nq = crnn_pg_row_chunks(g.np, nth);
+    g.accumulate = accumulate, g.isa = crnn_pg_isa();
+    g.w.items = crnn_pg_steps_items, g.w.run = crnn_pg_steps_run;
+    g.w.nphases = 1 + steps;
+    crnn_pg_run(&g.w, nth);
 }
 
 #endif
