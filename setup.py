@@ -60,8 +60,9 @@ def openmp_flags():
     return ["-fopenmp"] if result.returncode == 0 else []
 
 
-# The modules whose kernels run OpenMP parallel regions (_lstm: the packed recurrent
-# GEMM of _lstm_packed.h, on OpenMP's default number of threads, OMP_NUM_THREADS).
+# The modules built with OpenMP (_lstm: the packed path of _lstm_packed.h runs on a
+# thread pool of its own, src/crnn/_pgemm.h, as many threads as OpenMP's default,
+# OMP_NUM_THREADS; without OpenMP it runs on the calling thread alone).
 OPENMP_MODULES = {"_lstm"}
 OPENMP = openmp_flags()
 if (not OPENMP and os.environ.get("CRNN_NO_OPENMP", "0") != "1"
