@@ -51,8 +51,11 @@ class no_grad:
     Inside, layer calls record nothing on any :class:`GradientTape` (the tapes of this
     thread are paused), keep no cache for ``backward``, and the recurrent layers run
     their inference kernels, which store no per-step record (e.g. the LSTM's gates and
-    cell states: 39 MB per call at batch 64, 100 steps, 256 units). The outputs are the
-    same, bit for bit. ``layer.backward`` after a call made inside raises.
+    cell states: 39 MB per call at batch 64, 100 steps, 256 units). The outputs are a
+    normal call's: bit for bit for SimpleRNN and the LSTM; the float32 GRU's products run
+    on the packed GEMM here from a size on (``crnn._gru.gru_inference``), whose
+    summation order differs from OpenBLAS's in the last bits. ``layer.backward`` after
+    a call made inside raises.
 
     >>> with crnn.no_grad():
     ...     y = model(x)

@@ -318,3 +318,60 @@ def test_backward_rejects_bad_arguments(backend):
         kwargs = {**a, **ok, **change}
         with pytest.raises(ValueError, match=message):
             backend.gru_backward(**kwargs)
+
+
+@pytest.fixture
+def gru_path():
+    """Restores the GRU's choice of products afterwards."""
+    yield fast._force_path
+    fast._force_path(None)
+
+
+@pytest.mark.parametrize("path", ["packed", "blas", None])
+@pytest.mark.parametrize("acts", PAIRS[:3], ids=["-".join(a) for a in PAIRS[:3]])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (13, 4, 5, 70), (9, 30, 3, 20),
+                                   (64, 3, 40, 64)])
+def test_inference_matches_reference_and_forward(rng, gru_path, path, acts, padded, shape):
+    # gru_inference: float32 reset_after on the packed products (forced, or by size:
+    # (64, 3, 40, 64) is above PACKED_MIN_WORK); the same states as gru_forward on the
+    # same path (bit for bit), and as the reference (within rounding)
+    gru_path(path)
+    B, T, D, H = shape
+    x, h0, W_x, W_h, b, _ = gru_problem(rng, B, T, D, H, np.float32,
+                                        recurrent_activation=acts[1])
+    mask = rng.random((B, T)) < 0.7 if padded else None
+    for sequences in (True, False):
+        out, h_last = fast.gru_inference(x, h0, W_x, W_h, b, True, *acts, mask=mask,
+                                         return_sequences=sequences)
+        e_out, e_last = ref.gru_inference(x, h0, W_x, W_h, b, True, *acts, mask=mask,
+                                          return_sequences=sequences)
+        assert_close(h_last, e_last, np.float32)
+        if sequences:
+            assert_close(out, e_out, np.float32)
+        else:
+            assert out is None and e_out is None
+        if path is not None:
+            hs, _, _ = fast.gru_forward(x, h0, W_x, W_h, b, True, *acts, mask=mask)
+            np.testing.assert_array_equal(h_last, hs[:, -1])
+
+
+@pytest.mark.parametrize("backend", [fast, ref], ids=["cython", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inference_of_empty_sequences_returns_the_initial_state(rng, backend, dtype):
+    x, h0, W_x, W_h, b, _ = gru_problem(rng, 3, 0, 2, 5, dtype)
+    out, h_last = backend.gru_inference(x, h0, W_x, W_h, b)
+    assert out.shape == (3, 0, 5)
+    np.testing.assert_array_equal(h_last, h0)
+    assert h_last is not h0
+
+
+def test_inference_on_the_packed_products_differs_from_blas_only_in_rounding(rng,
+                                                                             gru_path):
+    x, h0, W_x, W_h, b, _ = gru_problem(rng, 64, 5, 128, 256, np.float32)
+    results = []
+    for path in ("packed", "blas"):
+        gru_path(path)
+        results.append(fast.gru_inference(x, h0, W_x, W_h, b))
+    for a, e in zip(*results):
+        assert_close(a, e, np.float32)

@@ -1,10 +1,12 @@
-"""crnn.no_grad (and predict/evaluate, which use it): the same outputs as a normal call,
-bit for bit, with nothing kept for backward; the LSTM's inference kernels on both of its
-paths; tapes paused inside and recording again after."""
+"""crnn.no_grad (and predict/evaluate, which use it): the same outputs as a normal call
+(bit for bit where the inference kernel takes the same path), with nothing kept for
+backward; the LSTM's and GRU's inference kernels; tapes paused inside and recording again
+after."""
 import numpy as np
 import pytest
 
 import crnn
+from conftest import assert_close
 from crnn import _lstm, engine
 
 CELLS = {"simple_rnn": crnn.SimpleRNN, "lstm": crnn.LSTM, "gru": crnn.GRU}
@@ -49,6 +51,20 @@ def test_outputs_equal_a_normal_call(rng, lstm_path, cell, path, return_sequence
     for a, e in zip(inside, normal):
         assert a.shape == e.shape and a.dtype == e.dtype
         np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_gru_at_a_packed_size_matches_a_normal_call(rng, return_sequences):
+    # inside no_grad the float32 GRU's products run on the packed GEMM from
+    # PACKED_MIN_WORK, outside on OpenBLAS: the same up to rounding
+    from crnn import _gru
+    B, T, D, H = 32, 5, 16, 64
+    assert B * 3 * H * H >= _gru.PACKED_MIN_WORK
+    layer = crnn.GRU(H, return_sequences=return_sequences, return_state=True, seed=1)
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    normal, inside = call_both_ways(layer, x)
+    for a, e in zip(inside, normal):
+        assert_close(a, e, np.float32)
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])

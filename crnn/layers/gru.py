@@ -67,6 +67,12 @@ class GRUCell(RNNCell):
     def final_states(self, hs, saved):
         return [hs[:, -1].copy()]
 
+    def infer(self, x, states, mask=None, return_sequences=True):
+        hs, h_last = self.kernels().gru_inference(
+            x, states[0], self.kernel, self.recurrent_kernel, self.bias, self.reset_after,
+            self.activation, self.recurrent_activation, mask, return_sequences)
+        return hs, [h_last]
+
     def run_backward(self, x, states, h_mask, hs, saved, dhs, d_finals, mask=None):
         gates, hn = saved
         dx, dh0, dW_x, dW_h, db = self.kernels().gru_backward(

@@ -76,6 +76,17 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
     return hs, gates, hn
 
 
+def gru_inference(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
+                  recurrent_activation="sigmoid", mask=None, return_sequences=True):
+    """:func:`gru_forward` when no backward pass follows (``crnn.no_grad``): returns
+    ``hs (B, T, H)`` (None unless ``return_sequences``) and the final state
+    ``h_last (B, H)`` (``h0`` when ``T == 0``)."""
+    hs, _, _ = gru_forward(x, h0, W_x, W_h, b, reset_after, activation,
+                           recurrent_activation, None, mask)
+    h_last = np.array(h0, dtype=x.dtype) if hs.shape[1] == 0 else hs[:, -1].copy()
+    return (hs if return_sequences else None), h_last
+
+
 def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
                  activation="tanh", recurrent_activation="sigmoid", recurrent_mask=None,
                  mask=None):

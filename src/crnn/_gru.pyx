@@ -72,6 +72,7 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+from crnn._lstm cimport packed_align, packed_product, packed_size
 from crnn._gru_rows cimport (gru_after_back_row, gru_after_row, gru_before_back_row,
                              gru_before_reset_row, gru_candidate_row, gru_gates_row)
 
@@ -111,10 +112,12 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
                    const floating *mask, floating *h_masked, floating *rec,
                    const unsigned char *real,
                    bint reset_after, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
-                   Py_ssize_t H, int act, int ract) noexcept nogil:
+                   Py_ssize_t H, int act, int ract, float *Wp) noexcept nogil:
     # W_rec is W_h (H, G) (t_rec NoTrans) or its stored transpose (G, H) (t_rec Trans):
     # op(W_rec) = W_h; W_rec + off_h is where U_h begins (2H or 2H*H). rec is (B, G).
-    # real (B, T) or NULL: the mask of real steps (NULL: every step is real).
+    # real (B, T) or NULL: the mask of real steps (NULL: every step is real). Wp (float32
+    # with reset_after only, else NULL): W_h packed for _lstm's packed_product, which
+    # then makes step 2 instead of BLAS (see _packed_product).
     cdef Py_ssize_t t, i
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t TG = T * G, TH = T * H
@@ -126,8 +129,14 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
     cdef floating *hm_next
     cdef const floating *m
     # 1. gates = x @ W_x, all B*T rows in one GEMM (the bias joins in steps 3-4)
-    gemm(NoTrans, NoTrans, <int> (B * T), <int> G, <int> D, <floating> 1.0,
-         x, <int> D, W_x, <int> G, <floating> 0.0, gates, <int> G)
+    if floating is float and Wp != NULL:
+        # on the pool as well: an OpenBLAS call here would leave its idle worker
+        # spinning through the loop beside the pool's (_pgemm.h)
+        packed_product(x, D, W_x, G, Wp + packed_size(H, G), gates, G, B * T, G, D, False,
+                       1)
+    else:
+        gemm(NoTrans, NoTrans, <int> (B * T), <int> G, <int> D, <floating> 1.0,
+             x, <int> D, W_x, <int> G, <floating> 0.0, gates, <int> G)
     if mask != NULL:
         # 0. hm = h0 * m (for later steps step 5 writes it)
         for i in range(B * H):
@@ -143,8 +152,11 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
             hm, ld_hm = h_prev, ld_prev
         if reset_after:
             # 2. rec = hm @ W_h   (b_r joins in the pass)
-            gemm(NoTrans, t_rec, <int> B, <int> G, <int> H, <floating> 1.0,
-                 hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
+            if floating is float and Wp != NULL:
+                packed_product(hm, ld_hm, NULL, 0, Wp, rec, G, B, G, H, False, 1)
+            else:
+                gemm(NoTrans, t_rec, <int> B, <int> G, <int> H, <floating> 1.0,
+                     hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
             # 3-5 (and 0 for step t+1)
             for i in range(B):
                 g = gates + i * TG + t * G
@@ -332,6 +344,43 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
              hn, <int> H, dg + 2 * H, <int> G, <floating> 0.0, dW_h + 2 * H, <int> G)
 
 
+# The products of the float32 inference forward (reset_after) run on the packed GEMM of
+# _lstm (W_x and W_h packed once per call, the products on its thread pool; _pgemm.h)
+# from this many multiply-adds a step, B * 3H * H (_packed_product); _forced_path None:
+# by size, "packed" / "blas": forced, in gru_forward too (tests: _force_path).
+PACKED_MIN_WORK = 2 ** 17
+cdef object _forced_path = None
+
+
+def _force_path(path):
+    """Test hook: force the float32 reset_after forward's recurrent product onto
+    ``"packed"`` or ``"blas"``, or (None) back to choosing by size; returns the previous
+    setting."""
+    global _forced_path
+    if path not in (None, "packed", "blas"):
+        raise ValueError(f"expected None, 'packed' or 'blas', got {path!r}")
+    previous, _forced_path = _forced_path, path
+    return previous
+
+
+def _packed_product(Py_ssize_t B, Py_ssize_t H, bint inference):
+    """Whether the float32 reset_after forward makes its products (``x @ W_x`` and, at
+    every step, ``hm @ W_h``) with _lstm's packed GEMM rather than OpenBLAS: in
+    :func:`gru_inference` from ``B * 3H * H >= PACKED_MIN_WORK`` (see there why not in
+    :func:`gru_forward`). OpenBLAS packs W_h again at every call (at (128, 100, 512,
+    1024) its copy routine took 13% of the forward); the packed GEMM packs it once per
+    call. The rest of the step (the fused pass) stays on the calling thread. Measured,
+    inference, quiet machine, medians (packed / OpenBLAS, ms): (32, 50, 32, 64) 0.63 /
+    1.49; (16, 50, 64, 256) 2.47 / 5.21; (64, 100, 128, 256) 22.7 / 28.1;
+    (128, 100, 512, 1024) 628 / 745; below, (8, 50, 16, 32) 0.13 / 0.09 and
+    (1, 100, 16, 32) 0.10 / 0.05."""
+    if H < 1 or B < 1:
+        return False
+    if _forced_path is not None:
+        return _forced_path == "packed"
+    return inference and <double> B * 3 * H * H >= PACKED_MIN_WORK
+
+
 # -- the Python entry points -------------------------------------------------------------
 
 def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
@@ -379,6 +428,42 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
         reset_after=True: ``h_h``, the recurrent part of the candidate; reset_after=False:
         ``r * (h_{t-1} * m)``, the left operand of the product with ``U_h``.
     """
+    return _run_forward(x, h0, W_x, W_h, b, reset_after, activation,
+                        recurrent_activation, recurrent_mask, mask, False)
+
+
+def gru_inference(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
+                  recurrent_activation="sigmoid", mask=None, return_sequences=True):
+    """:func:`gru_forward` for a call that no backward pass follows (``crnn.no_grad``,
+    ``predict``): the same states, without the record that backward reads.
+
+    Parameters as for :func:`gru_forward` (no recurrent dropout: it is for training),
+    and ``return_sequences``: whether to return every state or only the last.
+
+    Returns
+    -------
+    hs : ndarray (B, T, H) or None
+        Every state (None unless ``return_sequences``).
+    h_last : ndarray (B, H)
+        The state after the last step (after each sequence's last real step, with a
+        mask); ``h0`` (a copy) when ``T == 0``.
+
+    In float32 with ``reset_after`` from ``PACKED_MIN_WORK`` (``_packed_product``) both
+    products, ``x @ W_x`` before the loop and ``hm @ W_h`` at every step, run on _lstm's
+    packed GEMM and its thread pool instead of OpenBLAS. Only here, not in
+    :func:`gru_forward`: a training step's backward runs on OpenBLAS, whose idle workers
+    spin for ~0.1 s after each call, and the pool's threads then compete with them
+    (measured at (64, 100, 128, 256), right after a SciPy sgemm: packed 38 ms, OpenBLAS
+    28; quiet: 23 and 28; right after a NumPy matmul, as beside a Dense layer: 40 and 54).
+    """
+    hs, _, _ = _run_forward(x, h0, W_x, W_h, b, reset_after, activation,
+                            recurrent_activation, None, mask, True)
+    h_last = np.array(h0, dtype=hs.dtype) if hs.shape[1] == 0 else hs[:, -1].copy()
+    return (hs if return_sequences else None), h_last
+
+
+def _run_forward(x, h0, W_x, W_h, b, reset_after, activation, recurrent_activation,
+                 recurrent_mask, mask, bint inference):
     act = CODES[_check_activation(activation)]
     ract = CODES[_check_activation(recurrent_activation)]
     B, T, D, H = _checks.gru_forward(x, h0, W_x, W_h, b, reset_after, recurrent_mask)
@@ -399,14 +484,19 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
     # still from (64, 256) up, but the pass would then read rec by columns; a tiled
     # transpose inside the pass cost more than the GEMM saved: measured, not kept.)
     n_rec = G if reset_after else 2 * H
-    W_hT = np.empty((G, H), dtype=dtype) if trans_b_faster(B, n_rec, H) else None
+    Wp = None
+    if dtype == np.float32 and reset_after and _packed_product(B, H, inference):
+        Wp = np.empty(packed_size(H, G) + packed_size(D, G), dtype=dtype)
+    W_hT = (np.empty((G, H), dtype=dtype)
+            if Wp is None and trans_b_faster(B, n_rec, H) else None)
     if dtype == np.float32:
         _forward_views[float](hs, gates, hn, x, h0, W_x, W_h, W_hT, b.reshape(-1),
-                              recurrent_mask, h_masked, rec, real, reset_after, act, ract)
+                              recurrent_mask, h_masked, rec, real, reset_after, act, ract,
+                              Wp)
     else:
         _forward_views[double](hs, gates, hn, x, h0, W_x, W_h, W_hT, b.reshape(-1),
                                recurrent_mask, h_masked, rec, real, reset_after, act,
-                               ract)
+                               ract, None)
     return hs, gates, hn
 
 
@@ -417,8 +507,9 @@ cdef void _forward_views(floating[:, :, ::1] hs, floating[:, :, ::1] gates,
                          const floating[::1] b, const floating[:, ::1] mask,
                          floating[:, ::1] h_masked, floating[:, ::1] rec,
                          const unsigned char[:, ::1] real, bint reset_after, int act,
-                         int ract):
+                         int ract, float[::1] Wp):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef float *Wp_p = NULL
     cdef const unsigned char *real_p = NULL
     cdef const floating *mask_p = NULL
     cdef floating *h_masked_p = NULL
@@ -435,9 +526,15 @@ cdef void _forward_views(floating[:, :, ::1] hs, floating[:, :, ::1] gates,
             transpose(<int> H, <int> (3 * H), &W_h[0, 0], <int> (3 * H), &W_hT[0, 0],
                       <int> H)
             W_rec, t_rec, off_h = &W_hT[0, 0], Trans, 2 * H * H
+        if Wp is not None:
+            # W_h packed once, on the pool (Wp_p: the aligned start)
+            Wp_p = packed_align(&Wp[0])
+            if floating is float:
+                packed_product(NULL, 0, &W_h[0, 0], 3 * H, Wp_p, NULL, 0, B, 3 * H, H,
+                               False, 0)
         _forward(&hs[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], &x[0, 0, 0], &h0[0, 0],
                  &W_x[0, 0], W_rec, t_rec, off_h, &b[0], mask_p, h_masked_p, &rec[0, 0],
-                 real_p, reset_after, B, T, D, H, act, ract)
+                 real_p, reset_after, B, T, D, H, act, ract, Wp_p)
 
 
 def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,

@@ -596,6 +596,26 @@ def _row_stride(a, name):
     return a.strides[0] // 4
 
 
+cdef Py_ssize_t packed_size(Py_ssize_t K, Py_ssize_t N) noexcept nogil:
+    """Floats of a (K, N) weight matrix packed for packed_product, plus 16 for
+    packed_align."""
+    return (N + 63) // 64 * K * 64 + 16
+
+
+cdef float *packed_align(float *p) noexcept nogil:
+    """p rounded up to 64 bytes (the packed panels' alignment)."""
+    return pg_align(p)
+
+
+cdef void packed_product(const float *A, Py_ssize_t lda, const float *W, Py_ssize_t ldw,
+                         float *Wp, float *C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
+                         Py_ssize_t K, bint accumulate, Py_ssize_t steps) noexcept nogil:
+    """C (+)= A @ W, ``steps`` times, on this module's pool (_pgemm.h,
+    crnn_pg_gemm_steps): W (K, N) is packed into Wp (aligned) first; W NULL: Wp holds it
+    packed already; steps 0: only the packing."""
+    pg_gemm_steps(A, lda, W, ldw, Wp, C, ldc, M, N, K, accumulate, steps)
+
+
 def _step_gemm_packed(A, W, C, bint accumulate, Py_ssize_t steps=1):
     """Benchmark/test hook: ``C (+)= A @ W`` ``steps`` times with the packed GEMM (W packed
     once, then one parallel region with a barrier per product, as the LSTM runs it).

@@ -919,9 +919,11 @@ static void crnn_pg_run(crnn_pg_work_t *w, int nth)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Plain packed product for benchmarks and tests: C (+)= A @ W for `steps` times, each
- * step a phase, as the LSTM's time loop runs it. W (K x N, row stride ldw) is packed
- * into Wp (ceil(N/64) panels of K x 64, 64-byte aligned) in a first phase. */
+/* Plain packed product: C (+)= A @ W for `steps` times, each step a phase, as the LSTM's
+ * time loop runs it (benchmarks and tests), or one product of a time loop that runs on
+ * the calling thread (the GRU's recurrent product, _gru.pyx). W (K x N, row stride ldw)
+ * is packed into Wp (ceil(N/64) panels of K x 64, 64-byte aligned) in a first phase;
+ * W NULL: Wp holds it packed already (steps 0: only the packing). */
 static void crnn_pg_pack_plain(const float *W, Py_ssize_t ldw, Py_ssize_t K, Py_ssize_t N,
                                float *Wp, Py_ssize_t p0, Py_ssize_t p1)
 {
@@ -950,7 +952,7 @@ typedef struct {
 static Py_ssize_t crnn_pg_steps_items(const crnn_pg_work_t *w, Py_ssize_t ph)
 {
     const crnn_pg_steps_t *g = (const crnn_pg_steps_t *)w;
-    return ph == 0 ? g->np : g->np * g->nq;
+    return (ph == 0 && g->W != NULL) ? g->np : g->np * g->nq;
 }
 
 static void crnn_pg_steps_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i,
@@ -958,7 +960,7 @@ static void crnn_pg_steps_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t
 {
     const crnn_pg_steps_t *g = (const crnn_pg_steps_t *)w;
     (void)slot;
-    if (ph == 0) {
+    if (ph == 0 && g->W != NULL) {
         crnn_pg_pack_plain(g->W, g->ldw, g->K, g->N, g->Wp, i, i + 1);
         return;
     }
@@ -984,7 +986,7 @@ static void crnn_pg_gemm_steps(const float *A, Py_ssize_t lda, const float *W,
     g.nq = crnn_pg_row_chunks(g.np, nth);
     g.accumulate = accumulate, g.isa = crnn_pg_isa();
     g.w.items = crnn_pg_steps_items, g.w.run = crnn_pg_steps_run;
-    g.w.nphases = 1 + steps;
+    g.w.nphases = (W != NULL) + steps;
     crnn_pg_run(&g.w, nth);
 }
 
