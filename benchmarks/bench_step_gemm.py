@@ -13,8 +13,9 @@ Two implementations, each making ``--steps`` products back to back in one call (
 time loop does):
 
 - ``packed``: ``crnn._lstm._step_gemm_packed``, ``W`` packed once per call into 64-column
-  panels (src/crnn/_pgemm.h), then one OpenMP parallel region with a barrier after each
-  product. The packing is inside the timed call, as it is inside every LSTM call.
+  panels (src/crnn/_pgemm.h), then the products one after another on crnn's thread pool
+  (work claiming, one phase per product). The packing is inside the timed call, as it is
+  inside every LSTM call.
 - ``blas``: ``crnn._lstm._step_gemm_blas``, SciPy's OpenBLAS ``sgemm`` per product,
   with W as stored and with a transposed copy (``op = N`` / ``T``); the table shows both.
 
@@ -22,7 +23,7 @@ How
 ---
 The implementations alternate call by call (the first one rotating each repeat), each
 call preceded by ``--settle`` seconds of sleep (OpenBLAS's idle threads spin for ~0.1 s,
-OpenMP's for a while too: back to back, one pool's spinning threads would steal the
+crnn's pool for 2 ms: back to back, one pool's spinning threads would steal the
 cores of the other) and one untimed warm-up call. Reported: the MEDIAN time per product
 over ``--repeats`` calls, its GFLOP/s (``2*M*N*K`` per product), and the ratio of the
 best BLAS variant's median to the packed median (above 1: packed is faster). The machine
