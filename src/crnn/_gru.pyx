@@ -353,9 +353,9 @@ cdef object _forced_path = None
 
 
 def _force_path(path):
-    """Test hook: force the float32 reset_after forward's recurrent product onto
-    ``"packed"`` or ``"blas"``, or (None) back to choosing by size; returns the previous
-    setting."""
+    """Test hook: force the products of the float32 reset_after forward (gru_forward's
+    and gru_inference's) onto ``"packed"`` or ``"blas"``, or (None) back to choosing
+    (_packed_product); returns the previous setting."""
     global _forced_path
     if path not in (None, "packed", "blas"):
         raise ValueError(f"expected None, 'packed' or 'blas', got {path!r}")
@@ -435,7 +435,8 @@ def gru_forward(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
 def gru_inference(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
                   recurrent_activation="sigmoid", mask=None, return_sequences=True):
     """:func:`gru_forward` for a call that no backward pass follows (``crnn.no_grad``,
-    ``predict``): the same states, without the record that backward reads.
+    ``predict``): the same states (up to rounding, see below), without the record that
+    backward reads (its buffers are made and dropped: the GRU's saving is the products).
 
     Parameters as for :func:`gru_forward` (no recurrent dropout: it is for training),
     and ``return_sequences``: whether to return every state or only the last.
