@@ -258,8 +258,8 @@ class RNNCell(Layer):
     def infer(self, x, states, mask=None, return_sequences=True):
         """:meth:`run` when no backward pass follows (:class:`crnn.no_grad`): returns
         ``(hs (B, T, H) or None, final states)``, ``hs`` only with ``return_sequences``.
-        A cell whose kernels have an inference twin (LSTM) overrides this to skip the
-        per-step record; here, the training kernel runs and its record is dropped."""
+        A cell whose kernels have an inference twin (LSTM, GRU) overrides this; here,
+        the training kernel runs and its record is dropped."""
         hs, saved = self.run(x, states, None, mask)
         finals = (self.final_states(hs, saved) if x.shape[1] > 0
                   else [s.copy() for s in states])
@@ -356,8 +356,9 @@ class RNN(RecurrentStepMixin, Layer):
     Calling ``layer(x, initial_state=None, training=False, mask=None, lengths=None)``
     with ``x (B, T, D)`` runs the forward pass and keeps what backward needs (after any
     call, not only training ones, except inside :class:`crnn.no_grad`, where it keeps
-    nothing and the LSTM runs its inference kernel). It returns ``(B, T, H)`` with ``return_sequences``
-    else ``(B, H)``, and with ``return_state`` the list ``[output, *final_states]``.
+    nothing and the cell runs its inference kernel, :meth:`RNNCell.infer`). It returns
+    ``(B, T, H)`` with ``return_sequences`` else ``(B, H)``, and with ``return_state``
+    the list ``[output, *final_states]``.
 
     Variable-length sequences: ``mask (B, T)`` (bool; True for a real step, False for
     padding, as Keras's masks) or ``lengths (B,)`` (ints, PyTorch's style for
