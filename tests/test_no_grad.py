@@ -153,3 +153,15 @@ def test_nested_no_grad(rng):
             assert not engine.grad_enabled()
         assert not engine.grad_enabled()
     assert engine.grad_enabled()
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_bidirectional_with_lengths_equals_a_normal_call(rng, cell, merge_mode):
+    # the backward direction starts at each sequence's last real step, inside no_grad too
+    x = rng.standard_normal((6, 9, 5)).astype(np.float32)
+    lengths = np.array([9, 3, 5, 1, 9, 7])
+    layer = crnn.Bidirectional(make_layer(cell, 7, return_sequences=True),
+                               merge_mode=merge_mode)
+    normal, inside = call_both_ways(layer, x, lengths=lengths)
+    np.testing.assert_array_equal(inside[0], normal[0])
