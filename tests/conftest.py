@@ -27,6 +27,21 @@ def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
     np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * ref, err_msg=err_msg)
 
 
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar f() with respect to every entry of a (perturbed
+    in place, then restored)."""
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + eps
+        up = f()
+        a[i] = old - eps
+        down = f()
+        a[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
 def random_problem(rng, B, T, D, H, dtype, mask=False, w_scale=0.5):
     """Arguments of the SimpleRNN kernels, with weights small enough that the recurrence
     contracts (so float32 rounding does not grow over long sequences)."""

@@ -5,7 +5,7 @@ shapes, argument checks, the loss objects, and PyTorch as referee for values and
 import numpy as np
 import pytest
 
-from conftest import assert_close, require_torch
+from conftest import assert_close, numeric_grad, require_torch
 from crnn import losses
 
 EPS = 1e-7
@@ -88,19 +88,6 @@ def weights(which, shape, rng):
     return rng.uniform(0.1, 2.0, shape[:-1])  # per step (per value)
 
 
-def finite_differences(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        plus = f(x)
-        x[i] = old - h
-        minus = f(x)
-        x[i] = old
-        g[i] = (plus - minus) / (2 * h)
-    return g
-
-
 def weight_cases(shape):
     return [None, "sample"] + (["step"] if len(shape) == 3 else [])
 
@@ -127,7 +114,8 @@ def test_gradient_matches_finite_differences(fn, opts, kind, shape):
     for which in weight_cases(shape):
         w = weights(which, shape, rng)
         _, grad = fn(y, p, sample_weight=w, **opts)
-        fd = finite_differences(lambda x: float(fn(y, x, sample_weight=w, **opts)[0]), p.copy())
+        q = p.copy()
+        fd = numeric_grad(lambda: float(fn(y, q, sample_weight=w, **opts)[0]), q)
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8, err_msg=str(which))
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import crnn
-from conftest import assert_close, require_torch
+from conftest import assert_close, numeric_grad, require_torch
 from crnn import _gru, _lstm, _simple_rnn
 from crnn.reference import gru as ref_gru, lstm as ref_lstm, simple_rnn as ref_simple_rnn
 from test_layers_basic import check_gradients, tape_gradients
@@ -271,18 +271,9 @@ def test_reference_gradients_finite_differences(rng, family, dropout):
     n = len(p["states"])
     named = [("x", grads[0])] + [(("states", i), grads[1 + i]) for i in range(n)]
     named += list(zip(["W_x", "W_h", "b"], grads[1 + n:]))
-    eps = 1e-6
     for key, g in named:
         arr = p[key[0]][key[1]] if isinstance(key, tuple) else p[key]
-        num = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + eps
-            up = loss(p)
-            arr[idx] = old - eps
-            down = loss(p)
-            arr[idx] = old
-            num[idx] = (up - down) / (2 * eps)
+        num = numeric_grad(lambda: loss(p), arr)
         np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-7, err_msg=str(key))
 
 
