@@ -1,5 +1,5 @@
-"""A tiny configuration of each example (crnn/examples/) runs end to end in seconds,
-writes its plots and reports a falling loss; plus the examples' own helpers (encodings,
+"""A tiny configuration of each example (crnn/examples/) runs end to end, writes its
+plots and reports a falling loss; plus the examples' own helpers (encodings,
 generation, the adding problem)."""
 import os
 
@@ -16,7 +16,6 @@ def check_result(result, name, tmp_path):
     assert result.plots and all(os.path.isfile(p) and p.endswith(".png")
                                 for p in result.plots)
     assert all(os.path.dirname(p) == str(tmp_path) for p in result.plots)
-    assert isinstance(result.seconds, float)     # filled in; its value is a timing, not checked
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
