@@ -14,10 +14,10 @@ def _data(N=16, T=12, D=3, seed=0):
     return x, np.cumsum(x[..., :1], axis=1) / 3      # the running sum at every step
 
 
-def _model(cls=crnn.LSTM, optimizer="adam", units=6, D=3):
+def _model(cls=crnn.LSTM, optimizer="adam", units=6, D=3, stateful=False):
     model = crnn.Sequential([
         crnn.Input((None, D), dtype="float64"),
-        cls(units, return_sequences=True, seed=0, dtype="float64"),
+        cls(units, return_sequences=True, seed=0, dtype="float64", stateful=stateful),
         crnn.TimeDistributed(crnn.Dense(1, seed=0, dtype="float64")),
     ])
     model.compile(optimizer, "mse")
@@ -90,11 +90,7 @@ def test_k1_equal_k2_is_a_stateful_layer_trained_window_by_window():
     reported loss is the windows' losses weighted by their steps."""
     x, y = _data(N=4, T=10)
     trunc = _model(crnn.GRU, "sgd")
-    st = crnn.Sequential([
-        crnn.Input((None, 3), dtype="float64"),
-        crnn.GRU(6, return_sequences=True, stateful=True, dtype="float64"),
-        crnn.TimeDistributed(crnn.Dense(1, dtype="float64"))])
-    st.compile("sgd", "mse")
+    st = _model(crnn.GRU, "sgd", stateful=True)
     st.set_weights(trunc.get_weights())
     loss = trunc.train_on_batch(x, y, tbptt=4)
     window_losses = [st.train_on_batch(x[:, a:a + 4], y[:, a:a + 4]) for a in (0, 4, 8)]
@@ -140,11 +136,7 @@ def test_k2_greater_than_k1_matches_a_hand_computed_update():
 def test_a_stateful_layer_carries_its_states_across_batches_under_tbptt():
     x, y = _data(N=4, T=8)
     a = _model(crnn.SimpleRNN, "sgd")
-    b = crnn.Sequential([
-        crnn.Input((None, 3), dtype="float64"),
-        crnn.SimpleRNN(6, return_sequences=True, stateful=True, dtype="float64"),
-        crnn.TimeDistributed(crnn.Dense(1, dtype="float64"))])
-    b.compile("sgd", "mse")
+    b = _model(crnn.SimpleRNN, "sgd", stateful=True)
     b.set_weights(a.get_weights())
     # two consecutive pieces of one stream: the stateful model continues into the second
     b.train_on_batch(x[:, :4], y[:, :4], tbptt=2)
