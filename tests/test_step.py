@@ -249,17 +249,24 @@ def char_model(V=5, E=4, H=8, cell=crnn.LSTM, seed=0):
     ])
 
 
+def step_through(model, x):
+    """model.step over the time axis of x from fresh states: (outputs stacked on axis 1,
+    the final states)."""
+    states, ys = None, []
+    for t in range(x.shape[1]):
+        y_t, states = model.step(x[:, t], states)
+        ys.append(y_t)
+    return np.stack(ys, 1), states
+
+
 @pytest.mark.parametrize("cell", [crnn.SimpleRNN, crnn.LSTM, crnn.GRU])
 def test_sequential_model_steps_equal_full_forward(cell):
     rng = np.random.default_rng(5)
     model = char_model(cell=cell)
     ids = rng.integers(0, 5, size=(3, 7))
     y = model(ids)
-    states, ys = None, []
-    for t in range(7):
-        y_t, states = model.step(ids[:, t], states)
-        ys.append(y_t)
-    assert_close(np.stack(ys, 1), y, np.float32)
+    stepped, states = step_through(model, ids)
+    assert_close(stepped, y, np.float32)
     name = model.layers[1].name
     assert list(states) == [name]
     # a stepper from a state dict, continuing
@@ -283,11 +290,8 @@ def test_functional_model_two_recurrent_layers_and_activation():
     model = crnn.Model(inp, out)
     x = rng.standard_normal((2, 6, 3)).astype(np.float32)
     y = model(x)
-    states, ys = None, []
-    for t in range(6):
-        y_t, states = model.step(x[:, t], states)
-        ys.append(y_t)
-    assert_close(np.stack(ys, 1), y, np.float32)
+    stepped, states = step_through(model, x)
+    assert_close(stepped, y, np.float32)
     assert len(states) == 2
 
 
