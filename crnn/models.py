@@ -17,14 +17,12 @@ only the real steps (:func:`crnn.losses.apply_mask`). A subclassed model passes
 ``mask=`` to its layers by hand; it may set ``self.output_mask`` in its ``call`` for the
 loss.
 """
-import functools
-import inspect
 import threading
 
 import numpy as np
 
 from crnn import engine
-from crnn.layers.base import Layer, as_dtype
+from crnn.layers.base import Layer, accepts_mask, accepts_training, as_dtype
 from crnn.layers.recurrent import sequence_mask
 from crnn.saving import SavingMixin
 from crnn.streaming import ModelStepMixin
@@ -49,33 +47,15 @@ def Input(shape, dtype="float32", name=None, batch_size=None):
     return engine.SymbolicTensor((batch_size,) + shape, dt, name=name)
 
 
-@functools.lru_cache(maxsize=None)
-def _accepts_training(call):
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-@functools.lru_cache(maxsize=None)
-def _accepts_mask(call):
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-    return "mask" in params
-
-
 def call_layer(layer, args, kwargs, training, mask=None):
     """``layer(*args, **kwargs)``, passing ``training`` if its ``call`` takes it, and
     ``mask`` (the mask of real steps of its first input, or None) if its ``call`` takes
     it and no ``mask`` or ``lengths`` is named. Returns ``(outputs, output_mask)``, the
     latter from ``layer.compute_mask`` (a list for several outputs)."""
-    if "training" not in kwargs and _accepts_training(type(layer).call):
+    if "training" not in kwargs and accepts_training(type(layer).call):
         kwargs = dict(kwargs, training=training)
     if (mask is not None and "mask" not in kwargs and "lengths" not in kwargs
-            and _accepts_mask(type(layer).call)):
+            and accepts_mask(type(layer).call)):
         kwargs = dict(kwargs, mask=mask)
     out = layer(*args, **kwargs)
     if engine.is_symbolic(args):
@@ -233,7 +213,7 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
         _local.depth = depth + 1
         self.output_mask = None   # set by the call (functional, Sequential, or the user's)
         try:
-            if "training" in kwargs and not _accepts_training(type(self).call):
+            if "training" in kwargs and not accepts_training(type(self).call):
                 kwargs = {k: v for k, v in kwargs.items() if k != "training"}
             return self.call(*args, **kwargs)
         finally:

@@ -1,5 +1,6 @@
 """The layer base class: weights by name, Keras-style weight exchange, config and repr,
 and the calling convention that puts every call on the tape (:mod:`crnn.engine`)."""
+import functools
 import inspect
 import itertools
 from collections import defaultdict
@@ -30,6 +31,26 @@ def as_input(name, a, dtype, ndim, layout):
         raise ValueError(f"expected {name} of shape {layout} ({ndim}-D), got shape "
                          f"{arr.shape}")
     return arr
+
+
+@functools.lru_cache(maxsize=None)
+def accepts_training(call):
+    """Whether a layer's ``call`` takes ``training=`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+@functools.lru_cache(maxsize=None)
+def accepts_mask(call):
+    """Whether a layer's ``call`` takes ``mask=`` by name."""
+    try:
+        params = inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+    return "mask" in params
 
 
 _name_counts = defaultdict(itertools.count)

@@ -10,23 +10,12 @@ differentiates a wrapper without a ``_backward`` of its own. (They therefore hav
 The weights live in the inner layers; the wrapper shows them (``trainable_weights``,
 ``get_weights``, ``set_weights``, ``get_gradients``, ``count_params``), in Keras's order.
 """
-import functools
-import inspect
 
 import numpy as np
 
 from crnn import engine, ops
-from crnn.layers.base import Layer, deserialize_layer, serialize_layer
+from crnn.layers.base import Layer, accepts_training, deserialize_layer, serialize_layer
 from crnn.layers.recurrent import RNN
-
-
-@functools.lru_cache(maxsize=None)
-def _takes_training(call):
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _shape_of(x):
@@ -110,7 +99,7 @@ class TimeDistributed(Layer):
         self._maybe_build(shape)
         B, T = shape[0], shape[1]
         steps = ops.reshape(x, (B * T,) + tuple(shape[2:]))        # (B*T, ...)
-        if _takes_training(type(self.layer).call):
+        if accepts_training(type(self.layer).call):
             y = self.layer(steps, training=training)
         else:
             y = self.layer(steps)
