@@ -34,23 +34,25 @@ def as_input(name, a, dtype, ndim, layout):
 
 
 @functools.lru_cache(maxsize=None)
+def _parameters(call):
+    """The parameters of ``call``'s signature, or None where it has none to read."""
+    try:
+        return inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return None
+
+
 def accepts_training(call):
     """Whether a layer's ``call`` takes ``training=`` (by name or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-    return "training" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params = _parameters(call)
+    return params is not None and ("training" in params or any(
+        p.kind is p.VAR_KEYWORD for p in params.values()))
 
 
-@functools.lru_cache(maxsize=None)
 def accepts_mask(call):
     """Whether a layer's ``call`` takes ``mask=`` by name."""
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-    return "mask" in params
+    params = _parameters(call)
+    return params is not None and "mask" in params
 
 
 _name_counts = defaultdict(itertools.count)
