@@ -23,6 +23,8 @@ import threading
 
 import numpy as np
 
+from crnn import cores
+
 _local = threading.local()
 
 
@@ -276,6 +278,7 @@ class GradientTape:
             return array
         return Tensor(np.asarray(array))
 
+    @cores.computing()
     def gradient(self, target, sources=None, output_gradient=None):
         """Gradients of ``target`` with respect to ``sources``.
 

@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from crnn import engine, losses as _losses
+from crnn import cores, engine, losses as _losses
 from crnn.ops import Op
 
 __all__ = ["LossOp", "TrainingMixin"]
@@ -780,6 +780,7 @@ class TrainingMixin:
         return np.random.default_rng([seed, 0])
 
     # -- fit -----------------------------------------------------------------------------
+    @cores.computing()
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
             initial_epoch=0, seed=None, tbptt=None):
@@ -915,6 +916,7 @@ class TrainingMixin:
         cbs.on_test_end(dict(logs))
         return logs
 
+    @cores.computing()
     def evaluate(self, x=None, y=None, batch_size=32, verbose=1, sample_weight=None,
                  return_dict=False, callbacks=None):
         """The loss and metrics on the data, in batches, without training.
@@ -948,6 +950,7 @@ class TrainingMixin:
         return values[0] if len(values) == 1 else values
 
     # -- predict -------------------------------------------------------------------------
+    @cores.computing()
     def predict(self, x, batch_size=32, verbose=0, callbacks=None):
         """The model's outputs for ``x``, computed in batches without a tape.
 
@@ -982,6 +985,7 @@ class TrainingMixin:
         return _pack_outputs(structure, joined)
 
     # -- one batch -----------------------------------------------------------------------
+    @cores.computing()
     def train_on_batch(self, x, y=None, sample_weight=None, return_dict=False,
                        tbptt=None):
         """One training step on one batch (metrics reset first, as Keras). Returns the
@@ -1000,6 +1004,7 @@ class TrainingMixin:
             logs = self._tbptt_step(data, self._new_state(), *tbptt, carried)
         return self._result(logs, return_dict)
 
+    @cores.computing()
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """The loss (and metrics) of one batch, without training."""
         self._check_compiled("test_on_batch")
@@ -1009,6 +1014,7 @@ class TrainingMixin:
         logs = self._test_step(data, self._new_state())
         return self._result(logs, return_dict)
 
+    @cores.computing()
     def predict_on_batch(self, x):
         """The model's outputs for one batch, without a tape."""
         data = _Data(x)

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from crnn import engine
+from crnn import cores, engine
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -140,6 +140,7 @@ class Layer:
     def call(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not implement call")
 
+    @cores.computing()
     def _run(self, inputs, **options):
         """Run the primitive on the flat list ``inputs`` (arrays or Tensors; None for an
         absent optional input) and record it on the tape. Returns the flat outputs."""
@@ -170,6 +171,7 @@ class Layer:
     def _backward(self, cache, d_outputs):
         raise NotImplementedError
 
+    @cores.computing()
     def _backward_last(self, d_outputs):
         """``_backward`` of the last call, outside any tape; sets ``grads``."""
         self._check_last_call()

@@ -21,11 +21,47 @@ from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 import numpy as np
 
 
+# While crnn computes (crnn/cores.py: the BLAS libraries on one thread), products of
+# SPLIT_MIN multiply-adds or more are split into blocks that crnn's pool runs, one
+# single-threaded BLAS call a block (_lstm's _split_gemm); otherwise BLAS runs them.
+cdef gemm_splitter _splitter = NULL
+cdef bint _split = False
+cdef double SPLIT_MIN = 1 << 18
+
+
+cdef void set_gemm_splitter(gemm_splitter f) noexcept nogil:
+    global _splitter
+    _splitter = f
+
+
+def _split_products(on=None):
+    """Whether gemm splits large products over crnn's pool (crnn/cores.py turns it on
+    inside crnn's computations, with BLAS on one thread); with ``on``, set it first."""
+    global _split
+    if on is not None:
+        _split = bool(on)
+    return _split
+
+
 cdef void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
                floating alpha, const floating *A, int lda,
                const floating *B, int ldb,
                floating beta, floating *C, int ldc) noexcept nogil:
-    """C = alpha * op(A) @ op(B) + beta * C for row-major buffers.
+    """C = alpha * op(A) @ op(B) + beta * C for row-major buffers: :c:func:`blas_gemm`,
+    split over crnn's pool while crnn computes, from SPLIT_MIN multiply-adds."""
+    if (_split and _splitter != NULL and m > 0 and n > 0 and k > 0
+            and <double> m * n * k >= SPLIT_MIN):
+        if _splitter(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                     floating is double):
+            return
+    blas_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef void blas_gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k,
+                    floating alpha, const floating *A, int lda,
+                    const floating *B, int ldb,
+                    floating beta, floating *C, int ldc) noexcept nogil:
+    """C = alpha * op(A) @ op(B) + beta * C for row-major buffers, one BLAS call.
 
     ``lda``, ``ldb``, ``ldc`` are row strides in elements. An empty product (``k == 0``)
     scales C by beta without calling BLAS; an empty C (``m == 0`` or ``n == 0``) is

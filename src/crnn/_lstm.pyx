@@ -56,7 +56,8 @@ from libc.string cimport memcpy, memset
 
 from crnn._activations cimport SIGMOID, TANH
 from crnn._padding cimport hold_padded_row, pass_padded_rows
-from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+from crnn._blas cimport (BLAS_Trans, NoTrans, Trans, blas_gemm, gemm, set_gemm_splitter,
+                         trans_b_faster, transpose)
 from crnn._lstm_rows cimport lstm_backward_row, lstm_forward_row
 
 import numpy as np
@@ -91,6 +92,12 @@ cdef extern from "_lstm_packed.h" nogil:
     int pg_max_threads "crnn_pg_max_threads"()
     void pg_set_threads "crnn_pg_set_threads"(int n)
     float *pg_align "crnn_pg_align"(float *p)
+    ctypedef struct crnn_pg_work_t:
+        Py_ssize_t (*items)(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil
+        void (*run)(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i,
+                    int slot) noexcept nogil
+        Py_ssize_t nphases
+    void pg_run "crnn_pg_run"(crnn_pg_work_t *w, int nth)
     void pg_gemm_steps "crnn_pg_gemm_steps"(
         const float *A, Py_ssize_t lda, const float *W, Py_ssize_t ldw, float *Wp,
         float *C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
@@ -672,3 +679,71 @@ def _packed_threads(n=None):
             raise ValueError(f"expected a thread count >= 1, got {n}")
         pg_set_threads(n)
     return pg_max_threads()
+
+
+# -- any product on the pool -----------------------------------------------------------
+# While crnn computes, the BLAS libraries run on one thread (crnn/cores.py) and
+# crnn._blas.gemm hands every large product here: C is cut into as many blocks of rows
+# (or of columns, whichever side is longer) as the pool has threads, and each block is
+# one single-threaded BLAS call, claimed like any other work of the pool. Each element
+# of C is computed by the same BLAS call shape along k as without the split.
+cdef struct _split_job:
+    crnn_pg_work_t w
+    BLAS_Trans ta, tb
+    int m, n, k, lda, ldb, ldc, block, nblocks
+    bint by_rows, dbl
+    double alpha, beta
+    const void *A
+    const void *B
+    void *C
+
+
+cdef Py_ssize_t _split_items(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil:
+    return (<const _split_job *> w).nblocks
+
+
+cdef void _split_block(const _split_job *j, floating *C, const floating *A,
+                       const floating *B, Py_ssize_t i) noexcept nogil:
+    cdef int lo = <int> i * j.block
+    cdef int hi = min(lo + j.block, j.m if j.by_rows else j.n)
+    if j.by_rows:   # rows lo:hi of C = rows lo:hi of op(A) @ op(B)
+        blas_gemm(j.ta, j.tb, hi - lo, j.n, j.k, <floating> j.alpha,
+                  A + (lo * j.lda if j.ta == NoTrans else lo), j.lda, B, j.ldb,
+                  <floating> j.beta, C + lo * j.ldc, j.ldc)
+    else:           # columns lo:hi of C = op(A) @ columns lo:hi of op(B)
+        blas_gemm(j.ta, j.tb, j.m, hi - lo, j.k, <floating> j.alpha, A, j.lda,
+                  B + (lo if j.tb == NoTrans else lo * j.ldb), j.ldb,
+                  <floating> j.beta, C + lo, j.ldc)
+
+
+cdef void _split_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i,
+                     int slot) noexcept nogil:
+    cdef const _split_job *j = <const _split_job *> w
+    if j.dbl:
+        _split_block(j, <double *> j.C, <const double *> j.A, <const double *> j.B, i)
+    else:
+        _split_block(j, <float *> j.C, <const float *> j.A, <const float *> j.B, i)
+
+
+cdef bint _split_gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k, double alpha,
+                      const void *A, int lda, const void *B, int ldb, double beta,
+                      void *C, int ldc, bint dbl) noexcept nogil:
+    cdef int nth = pg_max_threads()
+    cdef _split_job j
+    cdef int dim = m if m >= n else n
+    if nth < 2 or dim < 32:
+        return False
+    j.by_rows = m >= n
+    j.block = ((dim + nth - 1) // nth + 7) // 8 * 8   # whole 8-row (column) blocks
+    j.nblocks = (dim + j.block - 1) // j.block
+    j.ta, j.tb, j.m, j.n, j.k = ta, tb, m, n, k
+    j.lda, j.ldb, j.ldc = max(lda, 1), max(ldb, 1), max(ldc, 1)
+    j.alpha, j.beta, j.A, j.B, j.C, j.dbl = alpha, beta, A, B, C, dbl
+    j.w.items = _split_items
+    j.w.run = _split_run
+    j.w.nphases = 1
+    pg_run(&j.w, nth)
+    return True
+
+
+set_gemm_splitter(_split_gemm)

@@ -361,14 +361,22 @@ static inline void crnn_pg_chunk_rows(Py_ssize_t M, Py_ssize_t nq, Py_ssize_t q,
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Threads: the thread count is OpenMP's (OMP_NUM_THREADS; tests set it), where the      */
-/* extension was built with OpenMP (setup.py), else one thread.                         */
+/* Threads: crnn_pg_set_threads' count (crnn.set_num_threads; crnn/cores.py sets it at */
+/* import), one setting for the process, whatever thread calls; before it is set,     */
+/* OpenMP's default. Without OpenMP (setup.py) one thread.                              */
 
 #ifdef _OPENMP
 #include <omp.h>
-static inline int crnn_pg_max_threads(void) { return omp_get_max_threads(); }
-/* OpenMP's thread count for later parallel regions of the calling thread (tests). */
-static inline void crnn_pg_set_threads(int n) { omp_set_num_threads(n); }
+static int crnn_pg_threads = 0;  /* 0: not set */
+static inline int crnn_pg_max_threads(void)
+{
+    const int n = __atomic_load_n(&crnn_pg_threads, __ATOMIC_RELAXED);
+    return n > 0 ? (n < 64 ? n : 64) : omp_get_max_threads();
+}
+static inline void crnn_pg_set_threads(int n)
+{
+    __atomic_store_n(&crnn_pg_threads, n, __ATOMIC_RELAXED);
+}
 #else
 static inline int crnn_pg_max_threads(void) { return 1; }
 static inline void crnn_pg_set_threads(int n) { (void)n; }
