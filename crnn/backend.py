@@ -18,6 +18,8 @@ _MODULES = {
     ("reference", "lstm"): "crnn.reference.lstm",
     ("cython", "gru"): "crnn._gru",
     ("reference", "gru"): "crnn.reference.gru",
+    ("cython", "embedding"): "crnn._embedding",
+    ("reference", "embedding"): "crnn.reference.embedding",
 }
 
 

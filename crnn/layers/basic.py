@@ -12,7 +12,7 @@ casts a layer's inputs to its compute dtype.
 """
 import numpy as np
 
-from crnn import engine, initializers
+from crnn import backend, engine, initializers
 from crnn.layers.base import Layer, as_input
 from crnn.layers.core import activate, activation_backward, check_activation
 from crnn.layers.recurrent import check_rate, dropout_mask
@@ -134,10 +134,11 @@ class Embedding(Layer):
 
     def _backward(self, ids, d_outputs):
         dy = d_outputs[0]
-        dW = np.zeros_like(self.params["embeddings"])
-        if dy is not None:
-            # 1b. scatter-add dy into the rows used: repeated ids add up
-            np.add.at(dW, ids.reshape(-1), dy.reshape(-1, self.output_dim))
+        if dy is None:
+            return [None], {"embeddings": np.zeros_like(self.params["embeddings"])}
+        # 1b. scatter-add dy into the rows used: repeated ids add up
+        dW = backend.kernels("embedding").embedding_backward(
+            ids, np.asarray(dy, dtype=self.dtype), self.input_dim)
         return [None], {"embeddings": dW}
 
     def backward(self, grad):

@@ -10,9 +10,10 @@ Notation: ``B`` batch, ``T`` time steps, ``D`` input features, ``H`` units; ``x_
 ``x[:, t]``, ``h_{t-1}`` the state before step t (``h0`` before the first), ``m`` the
 recurrent-dropout mask; ``dh_next`` the gradient reaching ``h_t`` from later steps.
 """
+from crnn.reference.embedding import embedding_backward
 from crnn.reference.gru import gru_backward, gru_forward
 from crnn.reference.lstm import lstm_backward, lstm_forward
 from crnn.reference.simple_rnn import simple_rnn_backward, simple_rnn_forward
 
-__all__ = ["gru_backward", "gru_forward", "lstm_backward", "lstm_forward",
+__all__ = ["embedding_backward", "gru_backward", "gru_forward", "lstm_backward", "lstm_forward",
            "simple_rnn_backward", "simple_rnn_forward"]
