@@ -8,10 +8,22 @@ over the last axis of ``x``, so ``(B, H)`` gives ``(B, units)`` and ``(B, T, H)`
 """
 import numpy as np
 
-from crnn import activations, engine, initializers
+from crnn import _blas, activations, engine, initializers
 from crnn.layers.base import Layer, as_input
 
 OUTPUT_ACTIVATIONS = sorted(activations.CODES) + ["softmax"]
+
+
+def matmul(a, b, trans_a=False, trans_b=False):
+    """``op(a) @ op(b)`` of 2-D arrays of one float dtype through crnn's GEMM (so that,
+    while crnn computes, a large product runs on crnn's pool: :mod:`crnn.cores`)."""
+    dtype = np.result_type(a, b, np.float32)                 # as NumPy's @ would promote
+    a, b = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype)
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    out = np.empty((m, n), dtype=a.dtype)
+    return _blas.gemm_py("t" if trans_a else "n", "t" if trans_b else "n", 1.0, a, b, 0.0,
+                         out)
 
 
 def check_activation(name):
@@ -118,7 +130,8 @@ class Dense(Layer):
         if x.shape[-1] != self.input_dim:
             raise ValueError(f"expected input with {self.input_dim} features (the built "
                              f"input size), got shape {x.shape}")
-        a = x @ self.params["kernel"]                  # 1. x W
+        x2 = x.reshape(-1, self.input_dim)             # every step's rows in one product
+        a = matmul(x2, self.params["kernel"]).reshape(x.shape[:-1] + (self.units,))  # 1. x W
         if self.use_bias:
             a += self.params["bias"]                   # 2. + b
         y = activate(self._act, a)               # 3. act
@@ -128,11 +141,11 @@ class Dense(Layer):
         x, y = cache
         da = activation_backward(self._act, y, d_outputs[0])    # 3b. through act
         da2 = da.reshape(-1, self.units)
-        grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ da2}       # 1b. dW = x^T da
+        grads = {"kernel": matmul(x.reshape(-1, x.shape[-1]), da2, trans_a=True)}  # 1b. x^T da
         if self.use_bias:
             grads["bias"] = da2.sum(axis=0)                          # 2b. db
-        dx = da @ self.params["kernel"].T                            # 1b. dx = da W^T
-        return [dx], grads
+        dx = matmul(da2, self.params["kernel"], trans_b=True)        # 1b. dx = da W^T
+        return [dx.reshape(x.shape)], grads
 
     def backward(self, grad):
         """Backpropagate ``grad`` (the output's shape) through the last call, outside a
