@@ -26,6 +26,9 @@ ctypedef bint (*gemm_splitter)(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k
 
 cdef void set_gemm_splitter(gemm_splitter f) noexcept nogil
 
+# Whether crnn computes now (crnn/cores.py): BLAS on one thread, products split
+cdef bint splitting() noexcept nogil
+
 
 cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
                const floating *x, floating beta, floating *y) noexcept nogil

@@ -34,6 +34,10 @@ cdef void set_gemm_splitter(gemm_splitter f) noexcept nogil:
     _splitter = f
 
 
+cdef bint splitting() noexcept nogil:
+    return _split
+
+
 def _split_products(on=None):
     """Whether gemm splits large products over crnn's pool (crnn/cores.py turns it on
     inside crnn's computations, with BLAS on one thread); with ``on``, set it first."""

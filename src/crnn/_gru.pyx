@@ -71,7 +71,8 @@ and after the loop, each over all B*T rows (``dg`` the buffer of ``[dxz, dxr, dh
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-from crnn._blas cimport BLAS_Trans, NoTrans, Trans, gemm, trans_b_faster, transpose
+from crnn._blas cimport (BLAS_Trans, NoTrans, Trans, gemm, splitting, trans_b_faster,
+                         transpose)
 from crnn._lstm cimport packed_align, packed_product, packed_size
 from crnn._gru_rows cimport (gru_after_back_row, gru_after_row, gru_before_back_row,
                              gru_before_reset_row, gru_candidate_row, gru_gates_row)
@@ -365,9 +366,10 @@ def _force_path(path):
 
 def _packed_product(Py_ssize_t B, Py_ssize_t H, bint inference):
     """Whether the float32 reset_after forward makes its products (``x @ W_x`` and, at
-    every step, ``hm @ W_h``) with _lstm's packed GEMM rather than OpenBLAS: in
-    :func:`gru_inference` from ``B * 3H * H >= PACKED_MIN_WORK`` (see there why not in
-    :func:`gru_forward`). OpenBLAS packs W_h again at every call (at (128, 100, 512,
+    every step, ``hm @ W_h``) with _lstm's packed GEMM rather than OpenBLAS: from
+    ``B * 3H * H >= PACKED_MIN_WORK``, in :func:`gru_inference`, and in
+    :func:`gru_forward` while crnn computes (crnn/cores.py: OpenBLAS on one thread, so
+    that no idle OpenBLAS worker spins beside the pool; see gru_inference). OpenBLAS packs W_h again at every call (at (128, 100, 512,
     1024) its copy routine took 13% of the forward); the packed GEMM packs it once per
     call. The rest of the step (the fused pass) stays on the calling thread. Measured,
     inference, quiet machine, medians (packed / OpenBLAS, ms): (32, 50, 32, 64) 0.63 /
@@ -378,7 +380,7 @@ def _packed_product(Py_ssize_t B, Py_ssize_t H, bint inference):
         return False
     if _forced_path is not None:
         return _forced_path == "packed"
-    return inference and <double> B * 3 * H * H >= PACKED_MIN_WORK
+    return (inference or splitting()) and <double> B * 3 * H * H >= PACKED_MIN_WORK
 
 
 # -- the Python entry points -------------------------------------------------------------
@@ -451,11 +453,12 @@ def gru_inference(x, h0, W_x, W_h, b, reset_after=True, activation="tanh",
 
     In float32 with ``reset_after`` from ``PACKED_MIN_WORK`` (``_packed_product``) both
     products, ``x @ W_x`` before the loop and ``hm @ W_h`` at every step, run on _lstm's
-    packed GEMM and its thread pool instead of OpenBLAS. Only here, not in
-    :func:`gru_forward`: a training step's backward runs on OpenBLAS, whose idle workers
-    spin for ~0.1 s after each call, and the pool's threads then compete with them
-    (measured at (64, 100, 128, 256), right after a SciPy sgemm: packed 38 ms, OpenBLAS
-    28; quiet: 23 and 28; right after a NumPy matmul, as beside a Dense layer: 40 and 54).
+    packed GEMM and its thread pool instead of OpenBLAS. :func:`gru_forward` does so only
+    while crnn computes (crnn/cores.py), with OpenBLAS on one thread: a multi-threaded
+    OpenBLAS's idle workers spin for ~0.1 s after each call, and the pool's threads then
+    compete with them (measured at (64, 100, 128, 256), right after a SciPy sgemm: packed
+    38 ms, OpenBLAS 28; quiet: 23 and 28; right after a NumPy matmul, as beside a Dense
+    layer: 40 and 54).
     """
     hs, _, _ = _run_forward(x, h0, W_x, W_h, b, reset_after, activation,
                             recurrent_activation, None, mask, True)
