@@ -8,6 +8,7 @@ the benchmark harness.
     crnn demo --full --out runs/    # the longer runs, plots into runs/
     crnn demo sentiment --imdb ~/data/imdb.npz
     crnn bench --quick              # benchmarks/bench_rnn.py --quick
+    crnn bench --fit --quick        # benchmarks/bench_fit.py --quick (an epoch of fit)
 
 Also ``python -m crnn``. A failure the user can act on (an unknown example, a missing
 optional dependency, an unwritable folder, a data file that is not what it claims) prints
@@ -26,6 +27,7 @@ from crnn.examples import EXAMPLES, ExampleError
 
 PROG = "crnn"
 BENCH_SCRIPT = Path("benchmarks") / "bench_rnn.py"
+FIT_SCRIPT = Path("benchmarks") / "bench_fit.py"   # crnn bench --fit
 # Examples that need data the user supplies; the quick run of all examples skips them
 # without it, naming one explicitly without it is an error.
 NEEDS_DATA = {"sentiment": "--imdb PATH (Keras's imdb.npz or the aclImdb/ folder)"}
@@ -80,29 +82,33 @@ def build_parser():
     bench = sub.add_parser(
         "bench", add_help=False,
         help=f"run the benchmark harness ({BENCH_SCRIPT.as_posix()})",
-        description=f"Run {BENCH_SCRIPT.as_posix()} of a source checkout (the benchmarks "
-        "are not part of the installed package), passing every argument on to it.",
-        usage=f"{PROG} bench [-h] [ARGS ...]", allow_abbrev=False)
+        description=f"Run {BENCH_SCRIPT.as_posix()} (the kernels) or, with --fit, "
+        f"{FIT_SCRIPT.as_posix()} (an epoch of fit) of a source checkout (the benchmarks "
+        "are not part of the installed package), passing every other argument on to it.",
+        usage=f"{PROG} bench [-h] [--fit] [ARGS ...]", allow_abbrev=False)
     bench.add_argument("-h", "--help", action="store_true",
                        help="show this help and the benchmark's own options, then exit")
+    bench.add_argument("--fit", action="store_true",
+                       help=f"time whole models in fit ({FIT_SCRIPT.as_posix()})")
     bench.set_defaults(subparser=bench)
     return parser
 
 
 # -- crnn bench ----------------------------------------------------------------------------
-def find_bench_script():
-    """``benchmarks/bench_rnn.py`` of the checkout crnn was imported from, or of the current
-    folder; None when there is neither (an installed wheel has no benchmarks)."""
+def find_bench_script(name=BENCH_SCRIPT):
+    """``name`` (``benchmarks/bench_rnn.py``) of the checkout crnn was imported from, or of
+    the current folder; None when there is neither (an installed wheel has no benchmarks)."""
     here = Path(__file__).resolve().parent.parent
     for root in (here, Path.cwd()):
-        if (root / BENCH_SCRIPT).is_file():
-            return root / BENCH_SCRIPT
+        if (root / name).is_file():
+            return root / name
     return None
 
 
 def bench(args, extra):
     """Run the benchmark script with ``extra`` as its arguments; its exit code."""
-    script = find_bench_script()
+    name = FIT_SCRIPT if args.fit else BENCH_SCRIPT
+    script = find_bench_script(name)
     if args.help:
         args.subparser.print_help()
         if script is None:
@@ -110,7 +116,7 @@ def bench(args, extra):
         print(f"\nOptions of {script}:\n", flush=True)
         extra = ["--help"]
     if script is None:
-        raise CLIError(f"crnn bench: {BENCH_SCRIPT.as_posix()} not found (the benchmarks "
+        raise CLIError(f"crnn bench: {name.as_posix()} not found (the benchmarks "
                        "ship with the source checkout, not the installed package; run "
                        "crnn bench from a clone of the repository)")
     # The script imports crnn: the same crnn as this command's, installed or not.

@@ -245,3 +245,17 @@ def test_a_closed_pipe_ends_quietly(monkeypatch):
         raise BrokenPipeError(32, "Broken pipe")
     monkeypatch.setattr("builtins.print", closed)
     assert cli.main(["demo", "--list"]) == 141
+
+
+def test_bench_fit_runs_the_fit_benchmark(monkeypatch, capsys):
+    seen = {}
+
+    def call(cmd, env):
+        seen.update(cmd=cmd)
+        return 0
+
+    monkeypatch.setattr(cli.subprocess, "call", call)
+    code, _, _ = run(["bench", "--quick", "--fit", "--models", "gru-stack"], capsys)
+    assert code == 0
+    assert Path(seen["cmd"][1]).name == "bench_fit.py"
+    assert seen["cmd"][2:] == ["--quick", "--models", "gru-stack"]   # --fit is the CLI's
