@@ -336,6 +336,16 @@ class Optimizer:
     def _update(self, i, p, g, lr):
         raise NotImplementedError
 
+    def _scratch(self, i, p, k=0):
+        """Scratch array ``k`` of ``p``'s shape and dtype, made once per parameter: the
+        updates run in place, with no temporary array per step."""
+        scratch = self.__dict__.setdefault("_scratch_arrays", {})
+        key = (i, k)
+        a = scratch.get(key)
+        if a is None or a.shape != p.shape or a.dtype != p.dtype:
+            a = scratch[key] = np.empty_like(p)
+        return a
+
     # config and state ----------------------------------------------------------------------
     def get_config(self):
         """The constructor arguments: ``type(opt)(**opt.get_config())`` is an equal, fresh
@@ -510,15 +520,18 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum != 0 else ()
 
     def _update(self, i, p, g, lr):
+        lr_g = np.multiply(lr, g, out=self._scratch(i, p))          # lr g
         if self.momentum == 0:
-            p -= lr * g                                              # w -= lr g
+            p -= lr_g                                                # w -= lr g
             return
         mu = p.dtype.type(self.momentum)
         m = self._slots["momentum"][i]
         m *= mu                                                      # m = mu m - lr g
-        m -= lr * g
+        m -= lr_g
         if self.nesterov:
-            p += mu * m - lr * g                                     # w += mu m - lr g
+            step = np.multiply(mu, m, out=self._scratch(i, p, 1))
+            step -= lr_g
+            p += step                                                # w += mu m - lr g
         else:
             p += m                                                   # w += m
 
@@ -573,13 +586,23 @@ class Adam(Optimizer):
         one = dt(1)
         alpha = lr * np.sqrt(one - b2 ** t) / (one - b1 ** t)       # lr sqrt(1-b2^t)/(1-b1^t)
         m, v = self._slots["m"][i], self._slots["v"][i]
-        m += (g - m) * (one - b1)                                    # m += (g - m)(1 - b1)
-        v += (g * g - v) * (one - b2)                                # v += (g^2 - v)(1 - b2)
+        s, u = self._scratch(i, p), self._scratch(i, p, 1)
+        np.subtract(g, m, out=s)
+        s *= one - b1
+        m += s                                                       # m += (g - m)(1 - b1)
+        np.multiply(g, g, out=s)
+        s -= v
+        s *= one - b2
+        v += s                                                       # v += (g^2 - v)(1 - b2)
         if self.amsgrad:
             v_hat = self._slots["v_hat"][i]
             np.maximum(v_hat, v, out=v_hat)                          # v_hat = max(v_hat, v)
             v = v_hat
-        p -= (m * alpha) / (np.sqrt(v) + dt(self.epsilon))           # w -= alpha m/(sqrt v+eps)
+        np.sqrt(v, out=s)
+        s += dt(self.epsilon)
+        np.multiply(m, alpha, out=u)
+        u /= s
+        p -= u                                                       # w -= alpha m/(sqrt v+eps)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -640,16 +663,24 @@ class RMSprop(Optimizer):
         dt = p.dtype.type
         rho, one, eps = dt(self.rho), dt(1), dt(self.epsilon)
         v = self._slots["velocity"][i]
+        s, increment = self._scratch(i, p), self._scratch(i, p, 1)
         v *= rho                                                     # v = rho v + (1-rho) g^2
-        v += (one - rho) * (g * g)
+        np.multiply(g, g, out=s)
+        s *= one - rho
+        v += s
         if self.centered:
             a = self._slots["average_gradient"][i]
             a *= rho                                                 # a = rho a + (1-rho) g
-            a += (one - rho) * g
-            denominator = v - a * a + eps                            # v - a^2 + eps
+            np.multiply(one - rho, g, out=s)
+            a += s
+            np.multiply(a, a, out=s)
+            np.subtract(v, s, out=s)
+            s += eps                                                 # v - a^2 + eps
         else:
-            denominator = v + eps                                    # v + eps
-        increment = lr * g / np.sqrt(denominator)                    # lr g / sqrt(.)
+            np.add(v, eps, out=s)                                    # v + eps
+        np.sqrt(s, out=s)
+        np.multiply(lr, g, out=increment)
+        increment /= s                                               # lr g / sqrt(.)
         if self.momentum > 0:
             b = self._slots["momentum"][i]
             b *= dt(self.momentum)                                   # b = mu b + increment
@@ -700,8 +731,14 @@ class Adagrad(Optimizer):
 
     def _update(self, i, p, g, lr):
         a = self._slots["accumulator"][i]
-        a += g * g                                                   # a += g^2
-        p -= lr * g / np.sqrt(a + p.dtype.type(self.epsilon))        # w -= lr g/sqrt(a+eps)
+        s, u = self._scratch(i, p), self._scratch(i, p, 1)
+        np.multiply(g, g, out=s)
+        a += s                                                       # a += g^2
+        np.add(a, p.dtype.type(self.epsilon), out=s)
+        np.sqrt(s, out=s)
+        np.multiply(lr, g, out=u)
+        u /= s
+        p -= u                                                       # w -= lr g/sqrt(a+eps)
 
     def get_config(self):
         return {**super().get_config(),
