@@ -240,8 +240,10 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                     const floating *gates, const floating *hn, const floating *dhs,
                     bint dhs_given, const floating *mask, const unsigned char *real,
                     bint reset_after, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
-                    Py_ssize_t H, int act, int ract) noexcept nogil:
+                    Py_ssize_t H, int act, int ract, const float *Wp) noexcept nogil:
     # dh_next holds the gradient reaching h_{T-1} from outside on entry, dh0 on exit.
+    # Wp (float32 with reset_after only, else NULL): W_h^T packed for _lstm's
+    # packed_product, which then makes step 2b instead of BLAS (see _packed_product).
     # db (2G with reset_after, else G) must come in zeroed; every other output is written
     # whole. dg is (B, T, G); dxh (B, T, H) is used with reset_after only; dhm (B, H)
     # with a mask or without reset_after. W_rec is W_h (H, G) (t_rec Trans) or its stored
@@ -276,12 +278,21 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                                        h_prev + i * ld_prev, H, act, ract)
             if mask == NULL:
                 # 2b. dh_next += dg[:, t] @ W_h^T
-                gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
-                     dg + t * G, <int> TG, W_rec, ld_rec, <floating> 1.0, dh_next, <int> H)
+                if floating is float and Wp != NULL:
+                    packed_product(dg + t * G, TG, NULL, 0, <float *> Wp, dh_next, H, B, H,
+                                   G, True, 1)
+                else:
+                    gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
+                         dg + t * G, <int> TG, W_rec, ld_rec, <floating> 1.0, dh_next,
+                         <int> H)
             else:
                 # 2b. dhm = dg[:, t] @ W_h^T;  dh_next += dhm * m
-                gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
-                     dg + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dhm, <int> H)
+                if floating is float and Wp != NULL:
+                    packed_product(dg + t * G, TG, NULL, 0, <float *> Wp, dhm, H, B, H, G,
+                                   False, 1)
+                else:
+                    gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
+                         dg + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dhm, <int> H)
                 for k in range(B * H):
                     dh_next[k] += dhm[k] * mask[k]
         else:
@@ -599,16 +610,23 @@ def gru_backward(x, h0, W_x, W_h, hs, gates, hn, dhs, dh_last, reset_after=True,
     # Step 2b multiplies by W_h^T, as W_h with Trans or, where BLAS is faster so, as a
     # transposed copy without (judged on the widest product: (B, 3H) @ (3H, H), or (2H, H)
     # without reset_after).
+    # On the packed path (float32, reset_after, as the forward's: _packed_product) W_h^T
+    # is packed once (from the transposed copy) and every step's 2b runs on the pool.
     k_rec = G if reset_after else 2 * H
-    W_hT = None if trans_b_faster(B, H, k_rec) else np.empty((G, H), dtype=dtype)
+    Wp = None
+    if dtype == np.float32 and reset_after and _packed_product(B, H, False):
+        Wp = np.empty(packed_size(G, H), dtype=dtype)
+    W_hT = (None if Wp is None and trans_b_faster(B, H, k_rec)
+            else np.empty((G, H), dtype=dtype))
     if dtype == np.float32:
         _backward_views[float](dx, dh0, dW_x, dW_h, db.reshape(-1), dg, dxh, dhm, x, h0,
                                h0_masked, W_x, W_h, W_hT, hs, hs_masked, gates, hn, dhs,
-                               recurrent_mask, real, dhs_given, reset_after, act, ract)
+                               recurrent_mask, real, dhs_given, reset_after, act, ract, Wp)
     else:
         _backward_views[double](dx, dh0, dW_x, dW_h, db.reshape(-1), dg, dxh, dhm, x, h0,
                                 h0_masked, W_x, W_h, W_hT, hs, hs_masked, gates, hn, dhs,
-                                recurrent_mask, real, dhs_given, reset_after, act, ract)
+                                recurrent_mask, real, dhs_given, reset_after, act, ract,
+                                None)
     return dx, dh0, dW_x, dW_h, db
 
 
@@ -623,8 +641,9 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
                           const floating[:, :, ::1] gates, const floating[:, :, ::1] hn,
                           const floating[:, :, ::1] dhs, const floating[:, ::1] mask,
                           const unsigned char[:, ::1] real, bint dhs_given,
-                          bint reset_after, int act, int ract):
+                          bint reset_after, int act, int ract, float[::1] Wp):
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], D = x.shape[2], H = W_h.shape[0]
+    cdef float *Wp_p = NULL
     cdef const unsigned char *real_p = NULL
     cdef const floating *mask_p = NULL
     cdef floating *dxh_p = NULL
@@ -646,8 +665,14 @@ cdef void _backward_views(floating[:, :, ::1] dx, floating[:, ::1] dh_next,
             transpose(<int> H, <int> (3 * H), &W_h[0, 0], <int> (3 * H), &W_hT[0, 0],
                       <int> H)
             W_rec, t_rec, off_h = &W_hT[0, 0], NoTrans, 2 * H * H
+            if Wp is not None:
+                # W_h^T packed once, on the pool (Wp_p: the aligned start)
+                Wp_p = packed_align(&Wp[0])
+                if floating is float:
+                    packed_product(NULL, 0, &W_hT[0, 0], H, Wp_p, NULL, 0, B, H, 3 * H,
+                                   False, 0)
         _backward(&dx[0, 0, 0], &dh_next[0, 0], &dW_x[0, 0], &dW_h[0, 0], &db[0],
                   &dg[0, 0, 0], dxh_p, dhm_p, &x[0, 0, 0], &h0[0, 0], &h0_masked[0, 0],
                   &W_x[0, 0], W_rec, t_rec, off_h, &hs[0, 0, 0], &hs_masked[0, 0, 0],
                   &gates[0, 0, 0], &hn[0, 0, 0], &dhs[0, 0, 0], dhs_given, mask_p,
-                  real_p, reset_after, B, T, D, H, act, ract)
+                  real_p, reset_after, B, T, D, H, act, ract, Wp_p)
