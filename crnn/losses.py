@@ -414,9 +414,29 @@ def sparse_categorical_crossentropy(y_true, y_pred, sample_weight=None, from_log
     y_pred = _check_pred(y_pred)
     k = _check_sparse_true(y_true, y_pred)
     w = _check_sample_weight(sample_weight, y_pred.shape[:-1], y_pred.dtype)
+    if not from_logits:
+        return _reduce(*_sparse_categorical(k, y_pred), w)
     one_hot = np.zeros(y_pred.shape, dtype=y_pred.dtype)
     np.put_along_axis(one_hot, k[..., None], 1, axis=-1)
     return _reduce(*_categorical(one_hot, y_pred, from_logits), w)
+
+
+def _sparse_categorical(k, p):
+    """:func:`_categorical` of probabilities ``p`` with the one-hot ``y`` of indices ``k``,
+    reading only the target class where ``y`` is zero elsewhere: the same values (the
+    other classes' terms are zeros), without the one-hot and the dense log."""
+    lo, hi = p.dtype.type(EPSILON), p.dtype.type(1.0 - EPSILON)
+    s = np.sum(p, axis=-1, keepdims=True)
+    q = p / s                                                            # 1. q = p/s
+    q_k = np.take_along_axis(q, k[..., None], axis=-1)
+    c_k = np.clip(q_k, lo, hi)                                           # 1. clip at k
+    values = -np.log(c_k[..., 0])                                        # 2. -log c_k
+    g_k = np.where((q_k >= lo) & (q_k <= hi), -1 / c_k, 0).astype(p.dtype, copy=False)
+    t = g_k * q_k                                                        # 1b. sum(g q)
+    d = np.negative(t) / s                                               # 1b. (g - .)/s
+    d = np.broadcast_to(d, p.shape).copy()
+    np.put_along_axis(d, k[..., None], (g_k - t) / s, axis=-1)           # ... at k
+    return values, d
 
 
 def _categorical(y, p, from_logits):
