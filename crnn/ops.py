@@ -421,8 +421,19 @@ class GetItem(Op):
     def _backward(self, cache, d_outputs):
         shape, dtype = cache
         dx = np.zeros(shape, dtype=d_outputs[0].dtype)
-        np.add.at(dx, self.key, d_outputs[0])  # indices given twice add up
+        if _basic_index(self.key):
+            dx[self.key] = d_outputs[0]             # a view: every element at most once
+        else:
+            np.add.at(dx, self.key, d_outputs[0])  # indices given twice add up
         return [dx], None
+
+
+def _basic_index(key):
+    """Whether ``key`` is NumPy basic indexing (ints, slices, Ellipsis, None), which
+    selects each element at most once (the time reversal of Bidirectional)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
+               and not isinstance(k, (bool, np.bool_)) for k in parts)
 
 
 class Reshape(Op):
