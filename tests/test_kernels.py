@@ -296,17 +296,18 @@ def bad_forward_args(kernel):
                                f"expected {s} to have dtype float32")
         yield f"{s}-None", (s, None, rf"expected {s} to be an array of shape \(2, 5\), got None")
     for shape in [(5, GH), (4, GH + 1)]:
-        yield f"W_x-{shape}", ("W_x", np.ones(shape, np.float32),
+        yield f"W_x-{shape[0]}x{shape[1]}", ("W_x", np.ones(shape, np.float32),
                                rf"expected W_x of shape \(4, {GH}\), got {shape_re(shape)}")
     for cols in sorted({4, 5, 4 * 5, GH + 1} - {GH}):
         yield f"W_h-{cols}", ("W_h", np.ones((5, cols), np.float32),
                               rf"expected W_h .*\({W_h}\), got \(5, {cols}\)")
     shape = kernel.bias_shape(5)
     other = (GH,) if len(shape) == 2 else (2, GH)
+    note = "".join(rf" \(reset_after={kernel.options[k]}\)" for k in kernel.options)
     for bad in [shape[:-1] + (GH - 1,), other, (1, GH)]:
         if bad != shape:
-            yield f"b-{bad}", ("b", np.ones(bad, np.float32),
-                               f"expected b of shape {shape_re(shape)}.* got {shape_re(bad)}")
+            yield "b-" + "x".join(map(str, bad)), ("b", np.ones(bad, np.float32), f"expected b of shape "
+                               f"{shape_re(shape)}{note}, got {shape_re(bad)}")
     yield "b-float64", ("b", np.ones(shape), "expected b to have dtype float32")
     yield "b-None", ("b", None, "expected b to be an array of shape .*got None")
     if "reset_after" in kernel.options:
