@@ -36,7 +36,7 @@ class Kernel:
     states: tuple                 # the initial states, each (B, H)
     outputs: tuple                # what forward returns and backward takes back
     acts: tuple                   # the activation tuples to test, the default first
-    large_H: int                  # B * H * G*H above 1e6 at B = 17 (see _blas.trans_b_faster)
+    large_H: int                  # B*H*G*H above 1e6 at B = 17 (_blas.trans_b_faster)
     options: dict = field(default_factory=dict)
     # h_t = z h_{t-1} + (1 - z) n with z from the first gate block (GRU): an unbounded
     # recurrent activation lets z leave [0, 1] and h grow, unless the problem tames z
@@ -71,16 +71,17 @@ class Kernel:
 
     def forward(self, backend, args, acts=None, **kwargs):
         """``args`` (from :func:`problem`) through forward: always a tuple of outputs."""
-        out = self.fn(backend, "forward")(**args, **self.options,
-                                           **self.act_kwargs(acts or self.acts[0]), **kwargs)
+        acts = self.act_kwargs(acts or self.acts[0])
+        out = self.fn(backend, "forward")(**args, **self.options, **acts, **kwargs)
         return out if isinstance(out, tuple) else (out,)
 
     def backward(self, backend, args, outs, dhs, lasts, acts=None, **kwargs):
         """The gradients of ``self.params``, given forward's ``outs``."""
         given = {k: v for k, v in args.items() if k != "b"}
-        return self.fn(backend, "backward")(
-            **given, **dict(zip(self.outputs, outs)), dhs=dhs, **dict(zip(self.lasts, lasts)),
-            **self.options, **self.act_kwargs(acts or self.acts[0]), **kwargs)
+        given.update(zip(self.outputs, outs), dhs=dhs)
+        given.update(zip(self.lasts, lasts))
+        acts = self.act_kwargs(acts or self.acts[0])
+        return self.fn(backend, "backward")(**given, **self.options, **acts, **kwargs)
 
     def finals(self, outs):
         """The final states (h_last, c_last) read off forward's outputs."""
