@@ -42,18 +42,19 @@ def numeric_grad(f, a, eps=1e-6):
     return g
 
 
-def random_problem(rng, B, T, D, H, dtype, mask=False, w_scale=0.5):
-    """Arguments of the SimpleRNN kernels, with weights small enough that the recurrence
-    contracts (so float32 rounding does not grow over long sequences)."""
-    x = rng.standard_normal((B, T, D)).astype(dtype)
-    h0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
-    W_x = (rng.standard_normal((D, H)) / np.sqrt(D)).astype(dtype)
-    W_h = (w_scale * rng.standard_normal((H, H)) / np.sqrt(H)).astype(dtype)
-    b = (0.1 * rng.standard_normal(H)).astype(dtype)
-    m = ((rng.random((B, H)) > 0.3) / 0.7).astype(dtype) if mask else None
-    return x, h0, W_x, W_h, b, m
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def kernel_paths():
+    """Restores the compiled kernels' path choices afterwards (``_force_path`` of the LSTM
+    and the GRU, and the LSTM's packed-GEMM instruction set and thread count)."""
+    from crnn import _gru, _lstm
+    threads = _lstm._packed_threads()
+    yield
+    _lstm._packed_isa(-1)
+    _lstm._packed_threads(threads)
+    _lstm._force_path(None)
+    _gru._force_path(None)

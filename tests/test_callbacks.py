@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from crnn import Dense, Input, Sequential, SimpleRNN, optimizers
+from crnn import Dense, Input, Sequential, SimpleRNN, optimizers, saving
 from crnn.callbacks import (Callback, CallbackList, EarlyStopping, History, LambdaCallback,
                             ModelCheckpoint, TerminateOnNaN)
 from crnn.progress import Progbar, format_duration, format_rate
@@ -282,13 +282,9 @@ def test_model_checkpoint_save_best_only_and_weights_only(monkeypatch):
         ModelCheckpoint("m{nope}").on_epoch_end(0, {"loss": 1.0})
 
 
-def test_model_checkpoint_files_load_back_and_continue_training(monkeypatch, tmp_path):
-    saving = pytest.importorskip("crnn.saving")
+def test_model_checkpoint_files_load_back_and_continue_training(tmp_path):
     x, y = data(n=32)
     m = model()
-    if not hasattr(m, "save"):           # before Model has crnn.saving's methods
-        monkeypatch.setattr(m, "save", lambda path: saving.save_model(m, path),
-                            raising=False)
     path = os.path.join(tmp_path, "m-{epoch}.crnn")
     m.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[ModelCheckpoint(path)])
     assert sorted(os.listdir(tmp_path)) == ["m-1.crnn", "m-2.crnn"]

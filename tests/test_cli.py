@@ -149,10 +149,6 @@ def test_imdb_path_missing(tmp_path, capsys):
 
 def test_data_file_that_is_not_what_it_claims(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    try:
-        import crnn.examples.sentiment  # noqa: F401
-    except ImportError:
-        pytest.skip("no sentiment example")
     fake = tmp_path / "imdb.npz"
     fake.write_text("not an archive")
     code, _, err = run(["demo", "sentiment", "-q", "--imdb", str(fake), "--out",

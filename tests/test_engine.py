@@ -124,6 +124,27 @@ def test_gradient_of_an_unused_source_is_none(rng):
     assert gb is None
 
 
+def test_summing_gradients_leaves_the_arrays_it_sums_alone(rng):
+    # y = t + t: Add's backward hands the same array (y's gradient) to both of its inputs,
+    # so summing t's two gradients in place would double y's gradient too, and with an
+    # output_gradient, the caller's own array.
+    x = rng.standard_normal(3)
+    with crnn.GradientTape() as tape:
+        xt = tape.watch(x)
+        t = xt * 3.0
+        y = t + t
+        loss = ops.sum(y * 1.0)
+    gy, gt, gx = tape.gradient(loss, [y, t, xt])
+    np.testing.assert_array_equal(gy, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(gt, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(gx, [6.0, 6.0, 6.0])
+    seed = np.array([1.0, 2.0, 3.0])
+    gy, gt = tape.gradient(y, [y, t], output_gradient=seed)
+    np.testing.assert_array_equal(seed, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(gy, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(gt, [2.0, 4.0, 6.0])
+
+
 def test_gradient_arguments_are_checked(rng):
     with crnn.GradientTape() as tape:
         y = crnn.Dense(2, seed=0)(rng.standard_normal((3, 4)))

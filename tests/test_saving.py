@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 
 import crnn
-from crnn import ops, saving
+from crnn import losses, ops, optimizers, saving
+from crnn.layers import basic, wrappers
 from crnn.layers.base import Layer
-
-
-def _optional(module):
-    """Import a crnn module another task is still writing; skip the test without it."""
-    return pytest.importorskip(module, reason=f"{module} is not there yet")
 
 
 @pytest.fixture
@@ -208,8 +204,6 @@ def test_custom_layers_need_custom_objects(path, x):
 
 
 def test_models_with_embedding_and_wrappers(path, rng):
-    basic = _optional("crnn.layers.basic")
-    wrappers = _optional("crnn.layers.wrappers")
     ids = rng.integers(0, 20, size=(3, 6))
     model = crnn.Sequential([
         crnn.Input((6,), dtype="int64"),
@@ -237,8 +231,6 @@ def test_models_with_embedding_and_wrappers(path, rng):
 
 
 def test_loads_in_a_fresh_process(path, rng):
-    basic = _optional("crnn.layers.basic")
-    wrappers = _optional("crnn.layers.wrappers")
     model = crnn.Sequential([crnn.Input((6,), dtype="int64"), basic.Embedding(9, 3, seed=1),
                              wrappers.Bidirectional(crnn.SimpleRNN(2, seed=2))])
     saving.save_model(model, path)
@@ -278,7 +270,6 @@ class StepSequential(crnn.Sequential):
     get_compile_config = None  # read model.optimizer / model.loss, as saving falls back to
 
     def compile(self, optimizer, loss, metrics=None):
-        from crnn import losses, optimizers
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.compiled_metrics = list(metrics or [])
@@ -293,8 +284,6 @@ class StepSequential(crnn.Sequential):
 
 
 def test_optimizer_state_and_dropout_resume_identically(path, x, rng):
-    optimizers = _optional("crnn.optimizers")
-    _optional("crnn.losses")
     y = rng.standard_normal((3, 2)).astype("float32")
     model = StepSequential([crnn.Input((5, 4)),
                             crnn.SimpleRNN(6, dropout=0.3, recurrent_dropout=0.2, seed=1),
@@ -320,14 +309,7 @@ def test_optimizer_state_and_dropout_resume_identically(path, x, rng):
     assert getattr(plain, "optimizer", None) is None
 
 
-def needs_training():
-    if not hasattr(crnn.Model, "train_on_batch"):
-        pytest.skip("crnn.training has no compile/train_on_batch yet")
-
-
 def test_train_on_batch_resumes_identically(path, rng):
-    needs_training()
-    from crnn import losses, optimizers
     x = rng.standard_normal((4, 5, 3)).astype("float32")
     y = [rng.standard_normal((4, 2)).astype("float32"),
          (rng.random((4, 1)) > 0.5).astype("float32")]
@@ -354,7 +336,6 @@ def test_train_on_batch_resumes_identically(path, rng):
 
 
 def test_a_loss_function_of_the_users_saves_uncompiled(path, x, rng):
-    needs_training()
 
     def my_loss(y_true, y_pred, sample_weight=None):
         d = y_pred - y_true

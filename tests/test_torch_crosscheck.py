@@ -10,53 +10,6 @@ from conftest import assert_close, require_torch
 SHAPES = [(1, 1, 1, 1), (3, 7, 4, 5), (8, 30, 16, 9), (5, 60, 3, 32)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B%d-T%d-D%d-H%d" % s)
-@pytest.mark.parametrize("backend", ["cython", "reference"])
-def test_simple_rnn_matches_torch(dtype, activation, shape, backend):
-    torch = require_torch()
-    B, T, D, H = shape
-    rng = np.random.default_rng(sum(shape))
-    layer = crnn.SimpleRNN(H, activation=activation, return_sequences=True, return_state=True,
-                           seed=sum(shape), dtype=np.dtype(dtype).name, backend=backend)
-    layer.build((B, T, D))
-    kernel, recurrent, bias = layer.get_weights()
-    layer.set_weights([kernel, 0.9 * recurrent, 0.1 * rng.standard_normal(H)])
-    kernel, recurrent, bias = layer.get_weights()
-
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    rnn = torch.nn.RNN(D, H, nonlinearity=activation, batch_first=True, dtype=tdtype)
-    with torch.no_grad():  # PyTorch keeps W transposed and two biases; crnn has one
-        rnn.weight_ih_l0.copy_(torch.from_numpy(kernel.T.copy()))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(recurrent.T.copy()))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(bias))
-        rnn.bias_hh_l0.zero_()
-
-    x = rng.standard_normal((B, T, D)).astype(dtype)
-    h0 = rng.standard_normal((B, H)).astype(dtype)
-    g_out = rng.standard_normal((B, T, H)).astype(dtype)
-    g_h = rng.standard_normal((B, H)).astype(dtype)
-
-    out, h_last = layer(x, initial_state=[h0])
-    dx = layer.backward([g_out, g_h])
-    dW_x, dW_h, db = layer.get_gradients()
-
-    tx = torch.from_numpy(x).requires_grad_(True)
-    th0 = torch.from_numpy(h0)[None].requires_grad_(True)  # (layers, B, H)
-    t_out, t_h = rnn(tx, th0)
-    (t_out * torch.from_numpy(g_out)).sum().add((t_h[0] * torch.from_numpy(g_h)).sum()).backward()
-
-    assert_close(out, t_out.detach().numpy(), dtype, scale=10)
-    assert_close(h_last, t_h[0].detach().numpy(), dtype, scale=10)
-    assert_close(dx, tx.grad.numpy(), dtype, scale=10)
-    assert_close(layer.initial_state_grad[0], th0.grad[0].numpy(), dtype, scale=10)
-    assert_close(dW_x, rnn.weight_ih_l0.grad.numpy().T, dtype, scale=10)
-    assert_close(dW_h, rnn.weight_hh_l0.grad.numpy().T, dtype, scale=10)
-    assert_close(db, rnn.bias_ih_l0.grad.numpy(), dtype, scale=10)
-    assert_close(db, rnn.bias_hh_l0.grad.numpy(), dtype, scale=10)
-
-
 def test_weights_exported_to_torch_run_there(rng):
     """Weights trained in crnn load into torch.nn.RNN (the deployment direction)."""
     torch = require_torch()
@@ -92,33 +45,37 @@ def _torch_run(torch, module, x, states, grads):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B%d-T%d-D%d-H%d" % s)
 @pytest.mark.parametrize("backend", ["cython", "reference"])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_lstm_and_gru_match_torch(dtype, shape, backend, cell):
+@pytest.mark.parametrize("cell", ["simple_rnn-tanh", "simple_rnn-relu", "lstm", "gru"])
+def test_layers_match_torch(dtype, shape, backend, cell):
     from crnn.layers.gru import weights_from_torch, weights_to_torch
     torch = require_torch()
     B, T, D, H = shape
+    family, _, activation = cell.partition("-")
     rng = np.random.default_rng(sum(shape) + len(cell))
-    Layer = crnn.LSTM if cell == "lstm" else crnn.GRU
+    Layer = {"simple_rnn": crnn.SimpleRNN, "lstm": crnn.LSTM, "gru": crnn.GRU}[family]
+    options = {"activation": activation} if activation else {}
     layer = Layer(H, return_sequences=True, return_state=True, seed=sum(shape),
-                  dtype=np.dtype(dtype).name, backend=backend)
+                  dtype=np.dtype(dtype).name, backend=backend, **options)
     layer.build((B, T, D))
     kernel, recurrent, bias = layer.get_weights()
     layer.set_weights([kernel, 0.9 * recurrent, 0.1 * rng.standard_normal(bias.shape)])
     weights = layer.get_weights()
 
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    if cell == "lstm":  # same gate order i, f, g, o; transposed; one bias where torch has two
-        module = torch.nn.LSTM(D, H, batch_first=True, dtype=tdtype)
-        arrays = (weights[0].T, weights[1].T, weights[2], np.zeros_like(weights[2]))
-    else:  # gates reordered z, r, h -> r, z, n; transposed; bias rows are the two biases
+    if family == "gru":  # gates z, r, h -> r, z, n; transposed; bias rows: the two biases
         module = torch.nn.GRU(D, H, batch_first=True, dtype=tdtype)
         arrays = weights_to_torch(weights)
+    else:  # same gate order (LSTM i, f, g, o); transposed; one bias where torch has two
+        module = (torch.nn.LSTM(D, H, batch_first=True, dtype=tdtype) if family == "lstm"
+                  else torch.nn.RNN(D, H, nonlinearity=activation, batch_first=True,
+                                    dtype=tdtype))
+        arrays = (weights[0].T, weights[1].T, weights[2], np.zeros_like(weights[2]))
     params = [module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0]
     with torch.no_grad():
         for p, a in zip(params, arrays):
             p.copy_(torch.from_numpy(np.ascontiguousarray(a)))
 
-    n = 2 if cell == "lstm" else 1
+    n = 2 if family == "lstm" else 1
     x = rng.standard_normal((B, T, D)).astype(dtype)
     states = [rng.standard_normal((B, H)).astype(dtype) for _ in range(n)]
     grads = [rng.standard_normal((B, T, H)).astype(dtype)] + [
@@ -135,11 +92,11 @@ def test_lstm_and_gru_match_torch(dtype, shape, backend, cell):
     for a, e in zip(layer.initial_state_grad, t_dstates):
         assert_close(a, e, dtype, scale=10)
     t_grads = [p.grad.numpy() for p in params]
-    if cell == "lstm":
+    if family == "gru":
+        expected = weights_from_torch(*t_grads)
+    else:
         expected = [t_grads[0].T, t_grads[1].T, t_grads[2]]
         assert_close(t_grads[3], t_grads[2], dtype, scale=10)  # both biases get the same
-    else:
-        expected = weights_from_torch(*t_grads)
     for name, a, e in zip(["kernel", "recurrent_kernel", "bias"], layer.get_gradients(),
                           expected):
         assert_close(a, e, dtype, scale=10, err_msg=name)

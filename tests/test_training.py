@@ -228,6 +228,39 @@ def test_shuffle_and_dropout_reproducible_with_a_seed():
     assert not all(np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))
 
 
+class BatchRecorder(Model):
+    """Dense(1) over sample ids (x[i] = i), recording the ids of every training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = Dense(1, seed=0)
+        self.seen = []
+
+    def call(self, inputs, training=False):
+        if training:
+            self.seen.extend(np.asarray(inputs)[:, 0].astype(int).tolist())
+        return self.head(inputs)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_shuffles_each_epoch_only_when_asked(shuffle):
+    n, epochs = 32, 3
+    x = np.arange(n, dtype="float32")[:, None]
+    model = BatchRecorder()
+    model.compile(optimizers.SGD(0.0), "mse")
+    model.fit(x, np.zeros((n, 1), "float32"), batch_size=5, epochs=epochs, shuffle=shuffle,
+              seed=3, verbose=0)
+    orders = [model.seen[e * n:(e + 1) * n] for e in range(epochs)]
+    assert len(model.seen) == epochs * n
+    for order in orders:
+        assert sorted(order) == list(range(n))      # every sample once an epoch
+    if shuffle:  # a new order each epoch (seeded: the same on every run of the test)
+        assert all(order != list(range(n)) for order in orders)
+        assert len({tuple(order) for order in orders}) == epochs
+    else:
+        assert all(order == list(range(n)) for order in orders)
+
+
 def test_model_level_seed_is_used_when_fit_has_none():
     x, y = sum_task(n=48)
     runs = []
