@@ -22,7 +22,8 @@ import threading
 import numpy as np
 
 from crnn import engine
-from crnn.layers.base import Layer, accepts_mask, accepts_training, as_dtype
+from crnn.engine import as_dtype
+from crnn.layers.base import Layer, accepts_mask, accepts_training
 from crnn.layers.recurrent import sequence_mask
 from crnn.saving import SavingMixin
 from crnn.streaming import ModelStepMixin

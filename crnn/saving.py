@@ -54,8 +54,8 @@ import warnings
 
 import numpy as np
 
-from crnn import engine
-from crnn.layers.base import _REGISTRY, Layer, serialize_layer
+from crnn import engine, registry
+from crnn.layers.base import Layer, serialize_layer
 
 FORMAT_NAME = "crnn"
 FORMAT_VERSION = 1
@@ -213,11 +213,6 @@ def _check(ok, expected, got):
 
 
 # -- layers by class name -----------------------------------------------------------------
-def _is_crnn_class(cls):
-    module = getattr(cls, "__module__", "") or ""
-    return module == "crnn" or module.startswith("crnn.")
-
-
 # Where crnn's layers are defined: imported before a name is looked up, so that a file
 # naming a Bidirectional loads in a process that never imported crnn.layers.wrappers. A
 # fixed list: a file never decides what is imported.
@@ -226,21 +221,21 @@ _LAYER_MODULES = ("crnn.layers", "crnn.ops", "crnn.models", "crnn.layers.basic",
 
 
 def _crnn_layer_classes():
-    """``{class name: class}`` of crnn's own public layers, found by walking the
-    subclasses of :class:`Layer` (not by the registry's name alone, which a user's class
-    of the same name replaces)."""
+    """``{class name: class}`` of crnn's own public layers and ops, found by walking the
+    subclasses of :class:`crnn.engine.Operation` (not by the registry's name alone, which
+    a user's class of the same name replaces)."""
     for module in _LAYER_MODULES:
         try:
             importlib.import_module(module)
         except ImportError:  # a module another part of crnn has not written yet
             pass
-    found, stack, seen = {}, [Layer], set()
+    found, stack, seen = {}, [engine.Operation], set()
     while stack:
         for sub in stack.pop().__subclasses__():
             if sub not in seen:
                 seen.add(sub)
                 stack.append(sub)
-                if _is_crnn_class(sub) and not sub.__name__.startswith("_"):
+                if registry.is_crnn_class(sub) and not sub.__name__.startswith("_"):
                     found.setdefault(sub.__name__, sub)
     return found
 
@@ -257,13 +252,13 @@ def _resolve_class(name, custom_objects):
             raise ValueError(f"expected custom_objects[{name!r}] to be a class with "
                              f"from_config, got {cls!r:.60}")
         return cls
-    cls = _REGISTRY.get(name)
-    if cls is not None and _is_crnn_class(cls):
+    cls = registry.lookup(name)
+    if cls is not None and registry.is_crnn_class(cls):
         return cls
     cls = _crnn_layer_classes().get(name)
     if cls is not None:
         return cls
-    hint = (f"pass custom_objects={{{name!r}: {name}}}" if name in _REGISTRY
+    hint = (f"pass custom_objects={{{name!r}: {name}}}" if registry.lookup(name) is not None
             else "it is neither a crnn layer nor in custom_objects")
     raise ValueError(f"unknown layer class {name!r}: {hint}")
 

@@ -26,7 +26,7 @@ import numbers
 import numpy as np
 
 from crnn import engine, losses as _losses
-from crnn.ops import Op
+from crnn.engine import Op
 
 __all__ = ["LossOp", "TrainingMixin"]
 
