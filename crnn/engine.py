@@ -360,6 +360,22 @@ class SymbolicTensor(_Operators):
                 + (f" name={self.name!r}" if self.name else "") + ">")
 
 
+def Input(shape, dtype="float32", name=None, batch_size=None):
+    """A placeholder for a model's input: ``shape`` without the batch axis (``None``
+    where a length varies), as ``keras.Input``."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(None if d is None else int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected shape to be a tuple of ints or None, got {shape!r}") \
+            from None
+    if any(d is not None and d < 0 for d in shape):
+        raise ValueError(f"expected non-negative dimensions, got shape {shape}")
+    dt = np.dtype(dtype)
+    return SymbolicTensor((batch_size,) + shape, dt, name=name)
+
+
 class Node:
     """One call of a layer in a functional graph: the layer, the arguments it was called
     with (SymbolicTensors where tensors go) and the SymbolicTensors it returned."""

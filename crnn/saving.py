@@ -45,7 +45,6 @@ Values JSON lacks are written as one-key objects: a tuple ``{"__tuple__": [...]}
 ``{"__items__": [[key, value], ...]}`` (a dict that could be read as one of these is
 escaped as ``{"__dict__": {...}}``).
 """
-import importlib
 import json
 import os
 import secrets
@@ -54,8 +53,9 @@ import warnings
 
 import numpy as np
 
-from crnn import engine, registry
-from crnn.layers.base import Layer, serialize_layer
+from crnn import engine, losses, metrics, optimizers, registry
+from crnn._version import __version__
+from crnn.layers.base import Layer, architecture, serialize_layer
 
 FORMAT_NAME = "crnn"
 FORMAT_VERSION = 1
@@ -213,33 +213,6 @@ def _check(ok, expected, got):
 
 
 # -- layers by class name -----------------------------------------------------------------
-# Where crnn's layers are defined: imported before a name is looked up, so that a file
-# naming a Bidirectional loads in a process that never imported crnn.layers.wrappers. A
-# fixed list: a file never decides what is imported.
-_LAYER_MODULES = ("crnn.layers", "crnn.ops", "crnn.models", "crnn.layers.basic",
-                  "crnn.layers.wrappers")
-
-
-def _crnn_layer_classes():
-    """``{class name: class}`` of crnn's own public layers and ops, found by walking the
-    subclasses of :class:`crnn.engine.Operation` (not by the registry's name alone, which
-    a user's class of the same name replaces)."""
-    for module in _LAYER_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError:  # a module another part of crnn has not written yet
-            pass
-    found, stack, seen = {}, [engine.Operation], set()
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            if sub not in seen:
-                seen.add(sub)
-                stack.append(sub)
-                if registry.is_crnn_class(sub) and not sub.__name__.startswith("_"):
-                    found.setdefault(sub.__name__, sub)
-    return found
-
-
 def _resolve_class(name, custom_objects):
     """The class a file names: from ``custom_objects``, else one of crnn's own layers
     (never a class found by importing what the file names, and never a user's class the
@@ -253,25 +226,15 @@ def _resolve_class(name, custom_objects):
                              f"from_config, got {cls!r:.60}")
         return cls
     cls = registry.lookup(name)
-    if cls is not None and registry.is_crnn_class(cls):
-        return cls
-    cls = _crnn_layer_classes().get(name)
     if cls is not None:
         return cls
-    hint = (f"pass custom_objects={{{name!r}: {name}}}" if registry.lookup(name) is not None
-            else "it is neither a crnn layer nor in custom_objects")
-    raise ValueError(f"unknown layer class {name!r}: {hint}")
-
-
-def _models():
-    from crnn import models  # here, not at the top: models imports this module
-    return models
+    raise ValueError(f"unknown layer class {name!r}: it is neither a crnn layer nor in "
+                     f"custom_objects")
 
 
 def _serialize_layer(layer):
     """``{"class_name", "config"}`` of any layer with its config encoded as JSON data."""
-    models = _models()
-    if isinstance(layer, models.Model):
+    if architecture(layer) is not None:
         return get_model_config(layer)
     try:
         data = serialize_layer(layer)
@@ -287,8 +250,7 @@ def _deserialize_layer(data, custom_objects):
            and isinstance(data.get("config", {}), dict),
            "a layer as {'class_name': ..., 'config': {...}}", data)
     cls = _resolve_class(data["class_name"], custom_objects)
-    models = _models()
-    if isinstance(cls, type) and issubclass(cls, models.Model):
+    if isinstance(cls, type) and architecture(cls) is not None:
         return _model_from_config(cls, data.get("config", {}), custom_objects)[0]
     config = _decode(data.get("config", {}), None, custom_objects)
     with _custom_scope(custom_objects):  # for wrappers that deserialize their inner layer
@@ -296,7 +258,7 @@ def _deserialize_layer(data, custom_objects):
 
 
 class _custom_scope:
-    """``custom_objects`` visible to :meth:`SavingMixin.from_config` when a wrapper's
+    """``custom_objects`` visible to :meth:`crnn.Model.from_config` when a wrapper's
     ``from_config`` rebuilds a model inside it."""
 
     def __init__(self, custom_objects):
@@ -320,14 +282,10 @@ def _current_custom_objects():
 
 # -- model architectures ------------------------------------------------------------------
 def _kind(model):
-    models = _models()
-    if not isinstance(model, models.Model):
+    kind = architecture(model)
+    if kind is None:
         raise ValueError(f"expected a crnn.Model, got {type(model).__name__}")
-    if getattr(model, "_functional", False):
-        return "functional"
-    if isinstance(model, models.Sequential):
-        return "sequential"
-    return "subclassed"
+    return kind
 
 
 def _subclassed_error(model, what):
@@ -343,14 +301,13 @@ def _spec(t):
 
 
 def _placeholder(spec):
-    models = _models()
     _check(isinstance(spec, dict) and isinstance(spec.get("shape"), list)
            and len(spec["shape"]) >= 1
            and all(d is None or (isinstance(d, int) and d >= 0) for d in spec["shape"])
            and isinstance(spec.get("dtype"), str),
            "an input as {'shape': [...], 'dtype': ..., 'name': ...}", spec)
     shape = spec["shape"]
-    return models.Input(tuple(shape[1:]), dtype=spec["dtype"], name=spec.get("name"),
+    return engine.Input(tuple(shape[1:]), dtype=spec["dtype"], name=spec.get("name"),
                         batch_size=shape[0])
 
 
@@ -413,7 +370,6 @@ def _probe_sequential_input(model):
     D)`` first (sequences of ``D`` features), are traced through the built layers (tracing
     does not change them); the first that gives fresh copies of the layers weights of the
     same names and shapes is kept."""
-    models = _models()
     layers = model.layers
     D = next((d for d in map(_input_dim, layers) if d is not None), None)
     floats = ([] if D is None else
@@ -426,14 +382,14 @@ def _probe_sequential_input(model):
     classes = {type(layer).__name__: type(layer) for _, layer in _walk(layers)}
     for shape, dtype in (ids + floats if ids_first else floats + ids):
         try:
-            x = models.Input(shape[1:], dtype=dtype)
+            x = engine.Input(shape[1:], dtype=dtype)
             for layer in layers:
                 x = layer(x)
                 if isinstance(x, (list, tuple)):
                     raise ValueError("more than one output")
             fresh = [_deserialize_layer(_serialize_layer(layer), classes)
                      for layer in layers]
-            x = models.Input(shape[1:], dtype=dtype)
+            x = engine.Input(shape[1:], dtype=dtype)
             for layer in fresh:
                 x = layer(x)
             got = {n: w.shape for n, w in _named_weights(fresh).items()}
@@ -499,14 +455,13 @@ def model_from_config(data, custom_objects=None):
 def _model_from_config(cls, config, custom_objects):
     """``(model, layers)``: the model and its layers in the order of the config (the
     order the weights are named by)."""
-    models = _models()
-    if not (isinstance(cls, type) and issubclass(cls, models.Model)):
+    if not (isinstance(cls, type) and architecture(cls) is not None):
         raise ValueError(f"expected a model class, got {cls!r:.60}")
     _check(isinstance(config, dict) and isinstance(config.get("layers"), list),
            "a model config with 'layers'", config)
     if "nodes" in config:
         return _functional_from_config(cls, config, custom_objects)
-    if issubclass(cls, models.Sequential):
+    if architecture(cls) == "sequential":
         return _sequential_from_config(cls, config, custom_objects)
     raise ValueError(f"expected the config of a Sequential or functional model for "
                      f"{cls.__name__}, got keys {sorted(config)}")
@@ -558,19 +513,14 @@ def _functional_from_config(cls, config, custom_objects):
         node_outputs.append(engine.flatten(out))
     model_inputs = _decode(config.get("input_structure"), ref, custom_objects)
     model_outputs = _decode(config.get("output_structure"), ref, custom_objects)
-    models = _models()
-    if cls is models.Model:
-        model = cls(model_inputs, model_outputs, name=config.get("name"))
-    else:
-        model = cls(inputs=model_inputs, outputs=model_outputs, name=config.get("name"))
+    model = cls(inputs=model_inputs, outputs=model_outputs, name=config.get("name"))
     return model, layers
 
 
 # -- weights by name ----------------------------------------------------------------------
 def _children(layer):
     """``(path, sublayer)`` for the layers directly inside ``layer``."""
-    models = _models()
-    if isinstance(layer, models.Model):
+    if architecture(layer) is not None:
         return [(f"layers/{j}/", sub) for j, sub in enumerate(layer.layers)]
     out = []
     for attr, value in vars(layer).items():
@@ -704,7 +654,6 @@ def _compile_config(model):
     loss by name or :func:`crnn.losses.serialize`, each metric by name; anything else
     (a loss or metric that is a Python function) raises ``ValueError``.
     """
-    from crnn import optimizers
     getter = getattr(model, "get_compile_config", None)
     if callable(getter):
         raw = getter()
@@ -749,7 +698,6 @@ def _map_structure(fn, value):
 
 
 def _loss_data(loss):
-    from crnn import losses
     if loss is None or isinstance(loss, str):
         return loss
     if isinstance(loss, dict):  # serialized already (by get_compile_config)
@@ -759,13 +707,11 @@ def _loss_data(loss):
 
 
 def _loss_from_data(data):
-    from crnn import losses
     return losses.deserialize(data) if isinstance(data, dict) else data
 
 
 def _metric_data(metric):
     """A metric by its name, when the name gives the same metric back."""
-    from crnn import metrics
     if metric is None or isinstance(metric, str):
         return metric
     name = getattr(metric, "name", None)
@@ -788,7 +734,6 @@ def _metric_list(model):
 
 
 def _restore_compile(model, config, state):
-    from crnn import optimizers
     _check(isinstance(config, dict) and isinstance(config.get("args"), dict),
            "the compile configuration as {'args': {...}}", config)
     args = _decode(config["args"])
@@ -911,7 +856,6 @@ def _read(path):
 
 
 def _meta(model, kind, names):
-    from crnn import __version__
     return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": kind,
             "crnn_version": __version__, "model_class": type(model).__name__,
             "model_name": model.name, "weights": list(names)}
@@ -1062,40 +1006,14 @@ def load_weights(model, path):
     _assign(model, _named_weights(model.layers), arrays, meta["weights"], path)
 
 
-class SavingMixin:
-    """``save``, ``save_weights``, ``load_weights`` and the architecture as config, for
-    :class:`crnn.Model` (put before :class:`crnn.Layer` among its bases)."""
-
-    def save(self, path, include_optimizer=True, compressed=False):
-        """Write the model to ``path``: see :func:`crnn.saving.save_model`."""
-        save_model(self, path, include_optimizer=include_optimizer, compressed=compressed)
-
-    def save_weights(self, path, compressed=False):
-        """Write the weights to ``path``: see :func:`crnn.saving.save_weights`."""
-        save_weights(self, path, compressed=compressed)
-
-    def load_weights(self, path):
-        """Read weights from ``path``: see :func:`crnn.saving.load_weights`."""
-        load_weights(self, path)
-
-    def get_config(self):
-        """A Sequential's or functional model's architecture as JSON-compatible data (see
-        :func:`get_model_config`); a subclassed model's constructor arguments, as a
-        layer's."""
-        if _kind(self) == "subclassed":
-            return super().get_config()
-        return get_model_config(self)["config"]
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        """The model :meth:`get_config` describes, with new weights."""
-        models = _models()
-        if isinstance(config, dict) and ("nodes" in config or (
-                issubclass(cls, models.Sequential) and "layers" in config)):
-            custom = custom_objects or _current_custom_objects()
-            return _model_from_config(cls, config, custom)[0]
-        return super().from_config(config)
+def from_model_config(cls, config, custom_objects=None):
+    """A model of class ``cls`` (a Sequential or functional model class) from the
+    architecture :meth:`crnn.Model.get_config` gives, with new weights (what
+    ``cls.from_config`` does). ``custom_objects`` defaults to those of the
+    :func:`load_model` in progress, if any."""
+    custom = custom_objects or _current_custom_objects()
+    return _model_from_config(cls, config, custom)[0]
 
 
-__all__ = ["SavingMixin", "get_model_config", "load_model", "load_weights",
+__all__ = ["from_model_config", "get_model_config", "load_model", "load_weights",
            "model_from_config", "save_model", "save_weights"]

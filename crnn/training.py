@@ -25,8 +25,12 @@ import numbers
 
 import numpy as np
 
-from crnn import engine, losses as _losses
+from crnn import (engine, losses as _losses, metrics as _metrics, optimizers as _optimizers,
+                  registry)
 from crnn.engine import Op
+from crnn.layers.base import architecture, sublayers
+from crnn.layers.recurrent import RNN, RNNCell, reset_rows
+from crnn.layers.wrappers import Bidirectional, TimeDistributed
 
 __all__ = ["LossOp", "TrainingMixin"]
 
@@ -138,7 +142,7 @@ def _take(data, index):
     return data[index]
 
 
-class _Data:
+class Data:
     """``x``, ``y`` and ``sample_weight`` of a run, checked to have one number of
     samples, sliced together."""
 
@@ -165,7 +169,7 @@ class _Data:
         self.n = counts[names[0]]
 
     def take(self, index):
-        out = _Data.__new__(_Data)
+        out = Data.__new__(Data)
         out.x, out.y = _take(self.x, index), _take(self.y, index)
         out.sample_weight = _take(self.sample_weight, index)
         out.n = len(index) if not isinstance(index, slice) else len(range(self.n)[index])
@@ -205,7 +209,6 @@ def _per_output(data, names, what):
 
 
 def _stateful_layers(model):
-    from crnn.layers.recurrent import RNN
     return [layer for layer in model.layers_deep()
             if isinstance(layer, RNN) and layer.stateful]
 
@@ -273,7 +276,7 @@ def _time_window(data, start, stop):
         if isinstance(part, list):
             return [one(a) for a in part]
         return one(part)
-    out = _Data.__new__(_Data)
+    out = Data.__new__(Data)
     out.x, out.y = cut(data.x), cut(data.y)
     out.sample_weight = cut(data.sample_weight, keep_1d=True)
     out.n = data.n
@@ -373,7 +376,6 @@ class TrainingMixin:
             The weight of each output's loss in the total (1 by default), by position or
             by output name.
         """
-        from crnn import losses as _losses, optimizers as _optimizers
         self.optimizer = _optimizers.get(optimizer)
         if isinstance(loss, dict):
             resolved = {k: (None if v is None else _losses.get(v)) for k, v in loss.items()}
@@ -400,7 +402,6 @@ class TrainingMixin:
         """``compile``'s arguments, to save with the model (optimizer as its config)."""
         if not getattr(self, "compiled", False):
             return None
-        from crnn import optimizers as _optimizers
         return {"optimizer": _optimizers.serialize(self.optimizer),
                 "loss": _serialize_losses(self.loss),
                 "metrics": self._compile_args["metrics"],
@@ -408,7 +409,6 @@ class TrainingMixin:
 
     def compile_from_config(self, config):
         """``compile`` from :meth:`get_compile_config`'s output."""
-        from crnn import optimizers as _optimizers
         config = dict(config)
         if isinstance(config.get("optimizer"), dict):
             config["optimizer"] = _optimizers.deserialize(config["optimizer"])
@@ -453,7 +453,6 @@ class TrainingMixin:
         """Per-output losses, loss weights and metrics for a model with ``n`` outputs."""
         if self._compiled is not None and self._compiled["n"] == n:
             return self._compiled
-        from crnn import metrics as _metrics
         names = self._output_names(n)
         args = self._compile_args
         loss = args["loss"]
@@ -616,8 +615,7 @@ class TrainingMixin:
         return {"loss": _mean()}
 
     def _train_step(self, batch, state):
-        from crnn.engine import GradientTape
-        with GradientTape() as tape:
+        with engine.GradientTape() as tape:
             y_pred = self(batch.x, training=True)
             total, parts, preds, ys, sws = self._losses_of(batch, y_pred)
         weights = self.trainable_weights
@@ -641,8 +639,7 @@ class TrainingMixin:
         zero those rows (see :meth:`crnn.layers.recurrent.RNN.reset_states`). A model
         without stateful layers is left as it is.
         """
-        from crnn.layers.recurrent import _reset_rows
-        if states is not None and _reset_rows(states, None) is None:
+        if states is not None and reset_rows(states, None) is None:
             raise ValueError("expected model.reset_states(states) to be None, a bool mask "
                              "(batch,) or ints (row indices), got state arrays: set the "
                              "states of one layer with layer.reset_states(states)")
@@ -662,9 +659,6 @@ class TrainingMixin:
     def _tbptt_layers(self):
         """The recurrent layers truncated BPTT carries the states of; raises for a model
         it cannot train."""
-        from crnn.layers.recurrent import RNN, RNNCell
-        from crnn.layers.wrappers import Bidirectional, TimeDistributed
-        from crnn.models import sublayers
         deep = self.layers_deep()
         inner = set()   # inside TimeDistributed: they run over another axis, no carry
         for layer in deep:
@@ -712,7 +706,6 @@ class TrainingMixin:
     def _tbptt_step(self, batch, state, k1, k2, layers):
         """One batch of truncated BPTT: one optimizer update per window of ``k1`` new
         steps, each reaching back ``k2`` steps (see :meth:`fit`). Returns the logs."""
-        from crnn.engine import GradientTape
         T = _time_steps(batch)
         weights = self.trainable_weights
         # the states at window boundaries: step -> one list of states (or None) per layer
@@ -728,7 +721,7 @@ class TrainingMixin:
                 window = _time_window(batch, s, e)
                 new = None if s == a else np.broadcast_to(np.arange(s, e) >= a,
                                                           (batch.n, e - s))
-                with GradientTape() as tape:
+                with engine.GradientTape() as tape:
                     y_pred = self(window.x, training=True)
                     _check_window_outputs(self, y_pred, batch.n, e - s)
                     total, parts, preds, ys, sws = self._losses_of(window, y_pred, new)
@@ -842,7 +835,7 @@ class TrainingMixin:
             raise ValueError(f"expected shuffle to be True or False, got {shuffle!r}")
         if not (isinstance(validation_split, numbers.Real) and 0 <= validation_split < 1):
             raise ValueError(f"expected validation_split in [0, 1), got {validation_split!r}")
-        data = _Data(x, y, sample_weight)
+        data = Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for fit, got None")
         val = None
@@ -853,7 +846,7 @@ class TrainingMixin:
                                  f"{type(validation_data).__name__}"
                                  + (f" of length {len(validation_data)}"
                                     if isinstance(validation_data, (tuple, list)) else ""))
-            val = _Data(*validation_data, names=("x_val", "y_val", "sample_weight_val"))
+            val = Data(*validation_data, names=("x_val", "y_val", "sample_weight_val"))
         elif validation_split:
             split = int(math.floor(data.n * (1.0 - validation_split)))
             if split == 0 or split == data.n:
@@ -929,7 +922,7 @@ class TrainingMixin:
         self._check_compiled("evaluate")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         verbose = _check_verbose(verbose)
-        data = _Data(x, y, sample_weight)
+        data = Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for evaluate, got None")
         if data.n == 0:
@@ -960,7 +953,7 @@ class TrainingMixin:
         from crnn.callbacks import CallbackList
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         verbose = _check_verbose(verbose)
-        data = _Data(x)
+        data = Data(x)
         if data.n == 0:
             raise ValueError("expected at least one sample to predict, got 0")
         self._check_stateful_batches(data.n, batch_size, "x")
@@ -988,7 +981,7 @@ class TrainingMixin:
         batch's loss (and metrics), as :meth:`evaluate`. ``tbptt`` as in :meth:`fit`
         (then one update per window)."""
         self._check_compiled("train_on_batch")
-        data = _Data(x, y, sample_weight)
+        data = Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for train_on_batch, got None")
         tbptt = _check_tbptt(tbptt)
@@ -1003,7 +996,7 @@ class TrainingMixin:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """The loss (and metrics) of one batch, without training."""
         self._check_compiled("test_on_batch")
-        data = _Data(x, y, sample_weight)
+        data = Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for test_on_batch, got None")
         logs = self._test_step(data, self._new_state())
@@ -1011,7 +1004,7 @@ class TrainingMixin:
 
     def predict_on_batch(self, x):
         """The model's outputs for one batch, without a tape."""
-        data = _Data(x)
+        data = Data(x)
         with engine.no_grad():
             out = self(data.x, training=False)
         leaves = [np.asarray(engine.value_of(o)) for o in engine.flatten(out)]
@@ -1059,7 +1052,6 @@ class TrainingMixin:
 
 def _serialize_losses(loss):
     """Loss objects as their config dicts (names and other callables unchanged)."""
-    from crnn import losses as _losses
     if isinstance(loss, dict):
         return {k: _serialize_losses(v) for k, v in loss.items()}
     if isinstance(loss, (list, tuple)):
@@ -1071,7 +1063,6 @@ def _serialize_losses(loss):
 
 def _deserialize_losses(loss):
     """:func:`_serialize_losses` undone: config dicts back to loss objects."""
-    from crnn import losses as _losses
     if isinstance(loss, dict) and "class_name" in loss:
         return _losses.deserialize(loss)
     if isinstance(loss, dict):
@@ -1082,7 +1073,6 @@ def _deserialize_losses(loss):
 
 
 def _mean():
-    from crnn import metrics as _metrics
     return _metrics.Mean()
 
 
@@ -1104,8 +1094,9 @@ def _shape_text(tensors):
 
 
 def _type_name(layer):
-    from crnn.models import Model
-    if type(layer) is Model and getattr(layer, "_functional", False):
+    # crnn's own Model class, built from a graph, shows as Keras's "Functional"
+    if (type(layer).__name__ == "Model" and registry.is_crnn_class(type(layer))
+            and architecture(layer) == "functional"):
         return "Functional"
     return type(layer).__name__
 

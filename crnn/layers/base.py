@@ -66,6 +66,34 @@ def deserialize_layer(data):
     return cls.from_config(dict(data.get("config", {})))
 
 
+def architecture(layer):
+    """How a model is built: ``"sequential"``, ``"functional"`` or ``"subclassed"`` for a
+    :class:`crnn.Model` instance or class (a class answers for how its instances are
+    built unless they are made from a graph), None for any other layer. The modules below
+    :mod:`crnn.models` (saving, training, streaming) tell models apart by this."""
+    return getattr(layer, "architecture", None)
+
+
+def sublayers(layer):
+    """Every layer inside ``layer`` (itself excluded), each once, in order."""
+    out, seen = [], set()
+
+    def visit(obj):
+        for sub in getattr(obj, "layers", ()):
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                out.append(sub)
+                visit(sub)
+        for name in ("cell", "layer", "forward_layer", "backward_layer"):
+            sub = obj.__dict__.get(name) if hasattr(obj, "__dict__") else None
+            if isinstance(sub, Layer) and id(sub) not in seen:
+                seen.add(id(sub))
+                out.append(sub)
+                visit(sub)
+    visit(layer)
+    return out
+
+
 class Layer(Operation):
     """Base of every crnn layer and cell: an :class:`crnn.engine.Operation` (the calling
     convention, weights by name in ``params`` and their gradients in ``grads``) whose
