@@ -25,7 +25,7 @@ from crnn import engine, saving, streaming
 from crnn.engine import Input, as_dtype
 from crnn.layers.base import Layer, accepts_mask, accepts_training, sublayers
 from crnn.layers.recurrent import sequence_mask
-from crnn.training import TrainingMixin, note_inputs
+from crnn.training import Trainer, note_inputs
 
 _local = threading.local()
 
@@ -77,7 +77,7 @@ def _tracked_layers(obj):
     return found
 
 
-class Model(TrainingMixin, Layer):
+class Model(Trainer, Layer):
     """A model: functional (``Model(inputs, outputs)``) or subclassed (override
     :meth:`call`). Calling it runs the layers; it trains with ``compile``/``fit``.
 
