@@ -12,6 +12,7 @@ import pytest
 
 import crnn
 from crnn import ops, saving
+from crnn.saving import codec
 from crnn.layers.base import Layer
 
 
@@ -619,8 +620,8 @@ def test_encoding_round_trip():
              "a": np.arange(6, dtype=np.int32).reshape(2, 3), "ints": {1: "one", (2, 3): 4},
              "escaped": {"__tuple__": [1]}, "np": np.float32(0.5), "b": np.bool_(True),
              "list": [1, "two", [3]]}
-    encoded = json.loads(json.dumps(saving._encode(value, "value"), allow_nan=False))
-    back = saving._decode(encoded)
+    encoded = json.loads(json.dumps(codec.encode(value, "value"), allow_nan=False))
+    back = codec.decode(encoded)
     assert back.keys() == value.keys()
     assert back["t"] == (1, (2.5, None)) and back["s"] == slice(None, -1, 2)
     assert back["e"] is Ellipsis and back["key"] == (Ellipsis, slice(1, 3), None, -1)
@@ -632,6 +633,6 @@ def test_encoding_round_trip():
     assert back["escaped"] == {"__tuple__": [1]}
     assert back["np"] == 0.5 and back["b"] is True and back["list"] == [1, "two", [3]]
     with pytest.raises(ValueError, match="value\\['f'\\] is a BytesIO object"):
-        saving._encode({"f": io.BytesIO()}, "value")
+        codec.encode({"f": io.BytesIO()}, "value")
     with pytest.raises(ValueError, match="__slice__"):
-        saving._decode({"__slice__": [1]})
+        codec.decode({"__slice__": [1]})
