@@ -15,7 +15,7 @@ along.
 """
 import numpy as np
 
-from crnn import engine
+from crnn import activations, engine
 # The primitives behind the tensors' operators live with the tensors (crnn.engine).
 from crnn.engine import (Add, Divide, GetItem, MatMul, Multiply, Negative, Op, Subtract,
                          Unary)
@@ -52,27 +52,24 @@ def matmul(a, b):
 
 # -- elementwise, one input --------------------------------------------------------------
 class Sigmoid(Unary):
-    def f(self, x):
-        with np.errstate(over="ignore"):
-            return 1 / (1 + np.exp(-x))
+    f = staticmethod(activations.sigmoid)
 
     def _grad(self, x, y):
-        return y * (1 - y)               # backprop through sigmoid, from its output
+        return activations.sigmoid_grad(y)   # backprop through sigmoid, from its output
 
 
 class Tanh(Unary):
-    f = staticmethod(np.tanh)
+    f = staticmethod(activations.tanh)
 
     def _grad(self, x, y):
-        return 1 - y * y                 # backprop through tanh, from its output
+        return activations.tanh_grad(y)      # backprop through tanh, from its output
 
 
 class Relu(Unary):
-    def f(self, x):
-        return np.where(x < 0, np.zeros_like(x), x)
+    f = staticmethod(activations.relu)
 
     def _grad(self, x, y):
-        return (y > 0).astype(y.dtype)
+        return activations.relu_grad(y)
 
 
 class Exp(Unary):
@@ -105,15 +102,11 @@ class Softmax(Op):
         return {"axis": self.axis}
 
     def _forward(self, inputs):
-        x = np.asarray(inputs[0])
-        e = np.exp(x - x.max(axis=self.axis, keepdims=True))   # shifted: no overflow
-        y = e / e.sum(axis=self.axis, keepdims=True)
+        y = activations.softmax(np.asarray(inputs[0]), axis=self.axis)
         return [y], y
 
     def _backward(self, y, d_outputs):
-        g = d_outputs[0]
-        # the Jacobian-vector product of softmax: y * (g - <g, y>)
-        return [y * (g - (g * y).sum(axis=self.axis, keepdims=True))], None
+        return [activations.softmax_backward(y, d_outputs[0], axis=self.axis)], None
 
 
 def negative(x):

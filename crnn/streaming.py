@@ -46,10 +46,10 @@ samples (greedy, or with a temperature).
 """
 import numpy as np
 
-from crnn import engine
+from crnn import activations, engine
 from crnn.layers.base import architecture
 from crnn.layers.basic import Activation, Dropout, Embedding, Flatten, RepeatVector
-from crnn.layers.core import Dense, activate
+from crnn.layers.core import Dense
 from crnn.layers.recurrent import RNN
 from crnn.layers.stepping import ReferenceStepper, Stepper, make_stepper
 from crnn.layers.wrappers import Bidirectional, TimeDistributed
@@ -130,7 +130,7 @@ class _Op:
             a = x @ layer.params["kernel"]
             if layer.use_bias:
                 a += layer.params["bias"]
-            return activate(layer._act, a)
+            return activations.apply(layer._act, a)
         if kind == "embedding":
             layer = self.layer
             if not layer.built:
