@@ -1,12 +1,16 @@
-"""The one registry of crnn's serializable classes, by class name.
+"""The one registry of crnn's serializable classes, by kind and class name.
 
-Every crnn class that a saved file names (a layer, an op, a loss, an optimizer) is
-registered here under its class name when it is defined, so that :mod:`crnn.saving` turns
-a name read from a file back into the class without importing anything the file names.
-Only crnn's own classes register: a user's class of the same name must not replace one of
-them (theirs come back through ``custom_objects``). This module imports nothing from
-crnn: everything above registers into it.
+Every crnn class that a saved file or a config names is registered here when it is
+defined: layers and ops (kind ``"layer"``: every crnn subclass of
+:class:`crnn.engine.Operation`), losses (``"loss"``), optimizers (``"optimizer"``) and
+learning-rate schedules (``"schedule"``). Each is written as ``{"class_name": ...,
+"config": ...}`` (:func:`serialize`) and read back by looking its name up here, so that
+nothing a file names is imported. Only crnn's own classes register: a user's class of the
+same name must not replace one of them (theirs come back through ``custom_objects``).
+This module imports nothing from crnn: everything above registers into it.
 """
+
+__all__ = ["is_crnn_class", "lookup", "names", "register", "serializable", "serialize"]
 
 
 def is_crnn_class(cls):
@@ -15,22 +19,35 @@ def is_crnn_class(cls):
     return module == "crnn" or module.startswith("crnn.")
 
 
-_classes = {}
+_classes = {}   # kind -> {class name: class}
 
 
-def register(cls):
-    """Register ``cls`` under its class name if it is one of crnn's own; returns it (so
-    that it serves as a class decorator)."""
+def register(cls, kind="layer"):
+    """Register ``cls`` under its class name among the ``kind`` if it is one of crnn's
+    own; returns it."""
     if is_crnn_class(cls):
-        _classes[cls.__name__] = cls
+        _classes.setdefault(kind, {})[cls.__name__] = cls
     return cls
 
 
-def lookup(name):
-    """The registered class named ``name``, or None."""
-    return _classes.get(name)
+def serializable(kind):
+    """A class decorator: :func:`register` the class among the ``kind``."""
+    def decorate(cls):
+        return register(cls, kind)
+    return decorate
 
 
-def names():
-    """The registered class names, sorted."""
-    return sorted(_classes)
+def lookup(name, kind="layer"):
+    """The registered class of that kind named ``name``, or None."""
+    return _classes.get(kind, {}).get(name)
+
+
+def names(kind="layer"):
+    """The registered class names of that kind, sorted."""
+    return sorted(_classes.get(kind, {}))
+
+
+def serialize(obj):
+    """``{"class_name": ..., "config": ...}``: how every registered kind is written
+    (``type(obj).from_config(config)`` rebuilds it)."""
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}

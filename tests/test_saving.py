@@ -256,7 +256,8 @@ def test_loads_in_a_fresh_process(path, rng):
 
 def test_a_users_class_named_like_a_crnn_layer_does_not_replace_it(path, x, monkeypatch):
     from crnn import registry
-    monkeypatch.setitem(registry._classes, "Dense", registry.lookup("Dense"))  # restored after
+    # restored after the test
+    monkeypatch.setitem(registry._classes["layer"], "Dense", registry.lookup("Dense"))
     model = crnn.Sequential([crnn.Input((5, 4)), crnn.GRU(3, seed=1), crnn.Dense(2, seed=2)])
     saving.save_model(model, path)
 

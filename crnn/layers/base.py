@@ -49,7 +49,7 @@ def accepts_mask(call):
 def serialize_layer(layer):
     """``{"class_name": ..., "config": ...}``: what :func:`deserialize_layer` rebuilds a
     layer of the same configuration from (JSON-compatible where the config is)."""
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    return registry.serialize(layer)
 
 
 def deserialize_layer(data):
