@@ -1,2 +1,2 @@
-"""The version of crnn (its own module so that the modules below the package can read it)."""
+"""The version of crnn, in a module of its own so that modules below the package read it."""
 __version__ = "0.1.0"

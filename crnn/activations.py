@@ -66,7 +66,7 @@ def check(name):
     return name
 
 
-# -- for the layers around a recurrence (Dense, Activation), softmax too ----------------------
+# -- for the layers around a recurrence (Dense, Activation), softmax too ----------------
 def softmax(a, axis=-1):
     """``exp(a) / sum(exp(a), axis)``, shifted by the maximum so that nothing overflows."""
     e = np.exp(a - a.max(axis=axis, keepdims=True))

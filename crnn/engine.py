@@ -12,6 +12,11 @@ loop over time steps, a layer shared by two branches) has one record, with its o
 per call, and its weight gradients add up over the calls: backpropagation through time
 across the user's own loop.
 
+Ops and layers alike are :class:`Operation` objects (defined here, with the primitives
+behind the tensors' operators ``+ - * / @``, unary ``-`` and indexing): the calling
+convention and the weights by name that the tape and a functional graph rely on.
+:mod:`crnn.ops` and :mod:`crnn.layers` build on it; this module imports neither.
+
 The three ways to build a model use this one mechanism. A subclassed model's ``call`` is
 plain Python that calls layers; a :class:`crnn.Sequential` calls its layers in order; a
 functional :class:`crnn.Model` is a graph of :class:`Node` objects, recorded by calling

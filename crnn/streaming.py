@@ -43,6 +43,10 @@ a time: make one stepper per thread.
 
 Generation: :func:`generate` warms a model up on a prompt and then feeds back what it
 samples (greedy, or with a temperature).
+
+A layer's steppers live in :mod:`crnn.layers.stepping`; this module steps models
+(``model.step`` and ``model.stepper`` call :func:`step_model` and :func:`model_stepper`)
+and imports nothing from :mod:`crnn.models`.
 """
 import numpy as np
 
