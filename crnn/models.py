@@ -93,7 +93,7 @@ class Model(Trainer, Layer):
     # How the model is built, read by the modules below this one (saving, training,
     # streaming) through crnn.layers.base.architecture: "subclassed" (its own call),
     # "functional" (set by __init__ for Model(inputs, outputs)) or "sequential".
-    architecture = "subclassed"
+    _architecture = "subclassed"
 
     def __init__(self, inputs=None, outputs=None, name=None, dtype="float32"):
         Layer.__init__(self, name=name, dtype=dtype)
@@ -102,7 +102,7 @@ class Model(Trainer, Layer):
             if inputs is None or outputs is None:
                 raise ValueError("expected both inputs and outputs for a functional Model")
             self._init_graph(inputs, outputs)
-            self.architecture = "functional"
+            self._architecture = "functional"
         self.built = True
 
     # -- the functional graph --------------------------------------------------------
@@ -290,7 +290,7 @@ class Model(Trainer, Layer):
         """A Sequential's or functional model's architecture as JSON-compatible data (see
         :func:`crnn.saving.get_model_config`); a subclassed model's constructor arguments,
         as a layer's."""
-        if self.architecture == "subclassed":
+        if self._architecture == "subclassed":
             return super().get_config()
         return saving.get_model_config(self)["config"]
 
@@ -298,7 +298,7 @@ class Model(Trainer, Layer):
     def from_config(cls, config, custom_objects=None):
         """The model :meth:`get_config` describes, with new weights."""
         if isinstance(config, dict) and ("nodes" in config or (
-                cls.architecture == "sequential" and "layers" in config)):
+                cls._architecture == "sequential" and "layers" in config)):
             return saving.from_model_config(cls, config, custom_objects)
         return super().from_config(config)
 
@@ -325,7 +325,7 @@ class Sequential(Model):
     at once; otherwise they are built by the first call.
     """
 
-    architecture = "sequential"
+    _architecture = "sequential"
 
     def __init__(self, layers=None, name=None):
         super().__init__(name=name)

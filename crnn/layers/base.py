@@ -71,7 +71,7 @@ def architecture(layer):
     :class:`crnn.Model` instance or class (a class answers for how its instances are
     built unless they are made from a graph), None for any other layer. The modules below
     :mod:`crnn.models` (saving, training, streaming) tell models apart by this."""
-    return getattr(layer, "architecture", None)
+    return getattr(layer, "_architecture", None)
 
 
 def sublayers(layer):
