@@ -504,7 +504,8 @@ class Operation:
     primitive implements ``_forward(inputs, **options) -> (outputs, cache)`` and
     ``_backward(cache, d_outputs) -> (d_inputs, d_weights)`` over flat lists of arrays,
     and its :meth:`call` passes them to :meth:`_run`, which records the call on the tape.
-    Every crnn subclass registers itself by its class name (:mod:`crnn.registry`).
+    Every crnn subclass registers itself by its class name (:mod:`crnn.registry`),
+    except a base that says ``register=False`` in its class statement.
     """
 
     # Whether the operation passes a mask of real steps on (Keras's ``supports_masking``):
@@ -512,9 +513,10 @@ class Operation:
     # None (the mask ends here) where it is False.
     supports_masking = False
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, register=True, **kwargs):
         super().__init_subclass__(**kwargs)
-        registry.register(cls)   # crnn's own classes only (see crnn.registry)
+        if register:   # crnn's own classes only (see crnn.registry)
+            registry.register(cls)
 
     def __init__(self, name=None, dtype="float32"):
         self.dtype = as_dtype(dtype)

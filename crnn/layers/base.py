@@ -94,7 +94,7 @@ def sublayers(layer):
     return out
 
 
-class Layer(Operation):
+class Layer(Operation, register=False):   # a base: no file names it
     """Base of every crnn layer and cell: an :class:`crnn.engine.Operation` (the calling
     convention, weights by name in ``params`` and their gradients in ``grads``) whose
     configuration is its constructor's arguments.
