@@ -1,8 +1,12 @@
-"""Activation functions by name, each with its derivative taken from its output.
+"""Activation functions by name, each with its derivative taken from its output: the one
+home of every activation formula (the reference kernels, the ops in :mod:`crnn.ops`,
+``Dense``, ``Activation`` and the model stepper call these).
 
 The kernels recompute ``act'(a)`` from the stored output ``h = act(a)`` rather than
 storing the pre-activation ``a``, which halves what backward keeps. Every activation
 offered here must allow that: its derivative has to be a function of its output.
+Softmax, for the layers around a recurrence only, is taken back through by its
+Jacobian-vector product, also from its output.
 """
 import numpy as np
 
@@ -60,3 +64,48 @@ def check(name):
     if not isinstance(name, str) or name not in CODES:
         raise ValueError(f"expected activation to be one of {sorted(CODES)}, got {name!r}")
     return name
+
+
+# -- for the layers around a recurrence (Dense, Activation), softmax too ----------------
+def softmax(a, axis=-1):
+    """``exp(a) / sum(exp(a), axis)``, shifted by the maximum so that nothing overflows."""
+    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(y, dy, axis=-1):
+    """``dy`` taken back through softmax from its output ``y``: the Jacobian-vector
+    product ``y * (dy - <dy, y>)``."""
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+OUTPUT_ACTIVATIONS = sorted(CODES) + ["softmax"]
+
+
+def check_output(name):
+    """A name from :data:`OUTPUT_ACTIVATIONS` (None means linear)."""
+    if name is None:
+        return "linear"
+    if name == "softmax":
+        return name
+    if not isinstance(name, str) or name not in CODES:
+        raise ValueError(f"expected activation to be one of {OUTPUT_ACTIVATIONS} or None, "
+                         f"got {name!r}")
+    return name
+
+
+def apply(name, a):
+    """``name(a)`` for a name from :data:`OUTPUT_ACTIVATIONS` (softmax over the last
+    axis)."""
+    if name == "softmax":
+        return softmax(a)
+    return FUNCTIONS[name](a)
+
+
+def backward(name, y, dy):
+    """``dy`` taken back through the activation ``name``, from its output ``y``."""
+    if name == "softmax":
+        return softmax_backward(y, dy)
+    if name == "linear":
+        return dy
+    return dy * GRADIENTS[name](y)

@@ -26,7 +26,7 @@ import numpy as np
 
 from crnn import engine, losses as _losses, ops
 from crnn.layers.recurrent import RNN, sequence_mask
-from crnn.training import LossOp, _Data
+from crnn.training import Data, LossOp
 
 __all__ = ["gradient_flow", "recurrent_layers"]
 
@@ -131,7 +131,7 @@ def gradient_flow(model, x, y, layer=None, loss=None, state=0, training=False, n
     if loss is None and not getattr(model, "compiled", False):
         raise ValueError("expected a loss, or a model compiled with one, got neither")
     record = []
-    data = _Data(x, y)
+    data = Data(x, y)
     # Paused outer tapes: this measurement is not part of anyone's training step.
     with engine.paused_tapes():
         target.call = _stepwise(target, record)

@@ -12,6 +12,11 @@ loop over time steps, a layer shared by two branches) has one record, with its o
 per call, and its weight gradients add up over the calls: backpropagation through time
 across the user's own loop.
 
+Ops and layers alike are :class:`Operation` objects (defined here, with the primitives
+behind the tensors' operators ``+ - * / @``, unary ``-`` and indexing): the calling
+convention and the weights by name that the tape and a functional graph rely on.
+:mod:`crnn.ops` and :mod:`crnn.layers` build on it; this module imports neither.
+
 The three ways to build a model use this one mechanism. A subclassed model's ``call`` is
 plain Python that calls layers; a :class:`crnn.Sequential` calls its layers in order; a
 functional :class:`crnn.Model` is a graph of :class:`Node` objects, recorded by calling
@@ -19,11 +24,13 @@ layers on :class:`SymbolicTensor` placeholders (from :func:`crnn.Input`), and re
 by calling the same layers on arrays.
 """
 import contextlib
+import itertools
 import threading
+from collections import defaultdict
 
 import numpy as np
 
-from crnn import cores
+from crnn import cores, registry
 
 _local = threading.local()
 
@@ -110,7 +117,9 @@ def pack_like(structure, leaves):
 # -- tensors ------------------------------------------------------------------------------
 class _Operators:
     """Arithmetic, slicing and NumPy conversion, shared by both tensor types; the
-    arithmetic goes through :mod:`crnn.ops`, so it is recorded and differentiable."""
+    arithmetic goes through the primitives at the end of this module (the ops
+    :mod:`crnn.ops` exports as ``add``, ``multiply``, ...), so it is recorded and
+    differentiable."""
 
     __slots__ = ()
     __array_priority__ = 100.0  # ndarray + tensor calls tensor.__radd__
@@ -120,52 +129,40 @@ class _Operators:
         return len(self.shape)
 
     def __add__(self, other):
-        from crnn import ops
-        return ops.add(self, other)
+        return Add()._apply([self, other])
 
     def __radd__(self, other):
-        from crnn import ops
-        return ops.add(other, self)
+        return Add()._apply([other, self])
 
     def __sub__(self, other):
-        from crnn import ops
-        return ops.subtract(self, other)
+        return Subtract()._apply([self, other])
 
     def __rsub__(self, other):
-        from crnn import ops
-        return ops.subtract(other, self)
+        return Subtract()._apply([other, self])
 
     def __mul__(self, other):
-        from crnn import ops
-        return ops.multiply(self, other)
+        return Multiply()._apply([self, other])
 
     def __rmul__(self, other):
-        from crnn import ops
-        return ops.multiply(other, self)
+        return Multiply()._apply([other, self])
 
     def __truediv__(self, other):
-        from crnn import ops
-        return ops.divide(self, other)
+        return Divide()._apply([self, other])
 
     def __rtruediv__(self, other):
-        from crnn import ops
-        return ops.divide(other, self)
+        return Divide()._apply([other, self])
 
     def __neg__(self):
-        from crnn import ops
-        return ops.negative(self)
+        return Negative()._apply([self])
 
     def __matmul__(self, other):
-        from crnn import ops
-        return ops.matmul(self, other)
+        return MatMul()._apply([self, other])
 
     def __rmatmul__(self, other):
-        from crnn import ops
-        return ops.matmul(other, self)
+        return MatMul()._apply([other, self])
 
     def __getitem__(self, key):
-        from crnn import ops
-        return ops.getitem(self, key)
+        return GetItem(key)._apply([self])
 
     def __len__(self):
         if not self.shape or self.shape[0] is None:
@@ -369,6 +366,22 @@ class SymbolicTensor(_Operators):
                 + (f" name={self.name!r}" if self.name else "") + ">")
 
 
+def Input(shape, dtype="float32", name=None, batch_size=None):
+    """A placeholder for a model's input: ``shape`` without the batch axis (``None``
+    where a length varies), as ``keras.Input``."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(None if d is None else int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected shape to be a tuple of ints or None, got {shape!r}") \
+            from None
+    if any(d is not None and d < 0 for d in shape):
+        raise ValueError(f"expected non-negative dimensions, got shape {shape}")
+    dt = np.dtype(dtype)
+    return SymbolicTensor((batch_size,) + shape, dt, name=name)
+
+
 class Node:
     """One call of a layer in a functional graph: the layer, the arguments it was called
     with (SymbolicTensors where tensors go) and the SymbolicTensors it returned."""
@@ -447,3 +460,366 @@ def topological_nodes(outputs):
         if t.node is not None:
             visit(t.node)
     return order
+
+
+# -- the operation: what the tape records and a functional graph holds --------------------
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def as_dtype(dtype):
+    """Normalise a dtype argument to ``np.float32`` or ``np.float64``."""
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in _DTYPES:
+        raise ValueError(f"expected dtype 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(_DTYPES[key])
+
+
+_name_counts = defaultdict(itertools.count)
+
+
+def unique_name(base):
+    """``base``, then ``base_1``, ``base_2``, ... (as Keras names layers)."""
+    n = next(_name_counts[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+def snake_case(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper()
+                                   or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+class Operation:
+    """The calling convention shared by every op (:mod:`crnn.ops`) and every layer
+    (:class:`crnn.layers.Layer`, which adds the dtype, configuration and weights of its
+    constructor), as Keras's ``Operation``.
+
+    An operation has a ``name``, weights by name in ``params`` (none for an op) and, after
+    a backward pass, their gradients in ``grads``. Calling it runs :meth:`call` on arrays
+    (or on :class:`Tensor` objects while a :class:`GradientTape` records), or, on
+    :func:`crnn.Input` placeholders, adds a :class:`Node` to a functional graph. A
+    primitive implements ``_forward(inputs, **options) -> (outputs, cache)`` and
+    ``_backward(cache, d_outputs) -> (d_inputs, d_weights)`` over flat lists of arrays,
+    and its :meth:`call` passes them to :meth:`_run`, which records the call on the tape.
+    Every crnn subclass registers itself by its class name (:mod:`crnn.registry`),
+    except a base that says ``register=False`` in its class statement.
+    """
+
+    # Whether the operation passes a mask of real steps on (Keras's ``supports_masking``):
+    # the default :meth:`compute_mask` returns its input's mask where this is True and
+    # None (the mask ends here) where it is False.
+    supports_masking = False
+
+    def __init_subclass__(cls, register=True, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if register:   # crnn's own classes only (see crnn.registry)
+            registry.register(cls)
+
+    def __init__(self, name=None, dtype="float32"):
+        self.dtype = as_dtype(dtype)
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self.built = False
+        self.params = {}
+        self.grads = {}
+        self._last_call = None
+
+    # -- calling -----------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if is_symbolic(args) or is_symbolic(kwargs):
+            return symbolic_call(self, args, kwargs)
+        return self.call(*args, **kwargs)
+
+    def call(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement call")
+
+    @cores.computing()
+    def _run(self, inputs, **options):
+        """Run the primitive on the flat list ``inputs`` (arrays or Tensors; None for an
+        absent optional input) and record it on the tape. Returns the flat outputs."""
+        outputs, cache = self._forward([value_of(a) for a in inputs], **options)
+        if grad_enabled():
+            self._last_call = cache
+            self._called = True
+        else:
+            self._last_call = None
+            self._called = "no_grad"
+        return record(self, cache, inputs, outputs)
+
+    def _check_last_call(self):
+        """Raise unless the last call kept what :meth:`_backward_last` needs."""
+        called = getattr(self, "_called", False)
+        if called == "no_grad":
+            raise ValueError(f"{type(self).__name__}.backward after a call inside "
+                             f"crnn.no_grad() (or predict/evaluate), which keeps nothing "
+                             f"to backpropagate through: call the layer outside no_grad "
+                             f"first")
+        if not called:
+            raise ValueError(f"{type(self).__name__}.backward called before any forward "
+                             f"call")
+
+    def _forward(self, inputs, **options):
+        raise NotImplementedError
+
+    def _backward(self, cache, d_outputs):
+        raise NotImplementedError
+
+    @cores.computing()
+    def _backward_last(self, d_outputs):
+        """``_backward`` of the last call, outside any tape; sets ``grads``."""
+        self._check_last_call()
+        d_inputs, d_params = self._backward(self._last_call, d_outputs)
+        self.grads.clear()  # in place: a wrapping layer may share the dict
+        self.grads.update(d_params or {})
+        return d_inputs
+
+    def compute_output_spec(self, *args, **kwargs):
+        """What a call with these arguments returns, as SymbolicTensors carrying shape and
+        dtype (batch axis first, None where unknown). Builds a layer."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be called on crnn.Input "
+                                  f"placeholders: it has no compute_output_spec")
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of real steps of this operation's output, for a call on ``inputs``
+        whose mask was ``mask`` (Keras's ``compute_mask``): ``mask`` itself for one that
+        ``supports_masking`` (one that keeps the time axis), else None. The models pass
+        it on to the next layer (:mod:`crnn.models`) and to the loss."""
+        return mask if self.supports_masking else None
+
+    @property
+    def trainable_weights(self):
+        return list(self.params.values())
+
+    # -- building --------------------------------------------------------------------
+    def build(self, input_shape):
+        self.built = True
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self.build(tuple(input_shape))
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(f"{type(self).__name__} has no weights yet: call it on an "
+                             f"input or call build(input_shape) before {what}")
+
+    # -- weights ---------------------------------------------------------------------
+    @property
+    def weights(self):
+        """The weight arrays themselves (not copies), in Keras's order."""
+        return list(self.params.values())
+
+    def get_weights(self):
+        """Copies of the weights, in Keras's order and layout."""
+        return [w.copy() for w in self.params.values()]
+
+    def set_weights(self, weights):
+        """Set the weights from a list in Keras's order and layout (as ``get_weights``)."""
+        self._check_built("set_weights")
+        weights = list(weights)
+        names = list(self.params)
+        if len(weights) != len(names):
+            raise ValueError(f"expected {len(names)} weight arrays {names}, got "
+                             f"{len(weights)}")
+        new = {}
+        for name, w in zip(names, weights):
+            w = np.asarray(w)
+            if w.shape != self.params[name].shape:
+                raise ValueError(f"expected {name} of shape {self.params[name].shape}, got "
+                                 f"{w.shape}")
+            new[name] = np.ascontiguousarray(w, dtype=self.dtype)
+        for name, w in new.items():
+            self.params[name][...] = w
+
+    def get_gradients(self):
+        """Gradients from the last backward pass, in the order of ``get_weights``."""
+        if not self.grads:
+            raise ValueError(f"{type(self).__name__} has no gradients: call backward first")
+        return [self.grads[name] for name in self.params]
+
+    def count_params(self):
+        self._check_built("count_params")
+        return int(sum(w.size for w in self.params.values()))
+
+    def get_config(self):
+        """What ``type(self).from_config(config)`` rebuilds this operation from."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        config = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({config})"
+
+
+# -- the primitives behind the tensors' operators (crnn.ops exports them) -----------------
+def _unbroadcast(g, shape):
+    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast."""
+    if g.shape == shape:
+        return g
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+class Op(Operation):
+    """A weightless primitive over a flat list of inputs (what :mod:`crnn.ops` is made
+    of). Subclasses implement ``_forward(inputs) -> (outputs, cache)`` and
+    ``_backward(cache, d_outputs)``."""
+
+    def __init__(self, name=None):
+        super().__init__(name=name)
+
+    def _apply(self, inputs):
+        if is_symbolic(inputs):
+            return symbolic_call(self, (inputs,), {})
+        return self.call(inputs)
+
+    def call(self, inputs):
+        outs = self._run(list(inputs))
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def compute_output_spec(self, inputs):
+        """Shapes found by running the op on small stand-ins, twice with different sizes
+        for the unknown (None) dimensions: an output dimension that changes is unknown."""
+        runs = []
+        for k in (61, 67):
+            values = []
+            for a in inputs:
+                if isinstance(a, SymbolicTensor):
+                    shape = tuple(k if d is None else d for d in a.shape)
+                    values.append(np.zeros(shape, dtype=a.dtype))
+                else:
+                    values.append(value_of(a))
+            outs, _ = self._forward(values)
+            runs.append(outs)
+        specs = [SymbolicTensor(tuple(None if p != q else p
+                                      for p, q in zip(a.shape, b.shape)), a.dtype)
+                 for a, b in zip(*runs)]
+        return specs[0] if len(specs) == 1 else specs
+
+
+def _operands(a, b):
+    """Both as arrays; a Python number takes the other operand's floating dtype (so
+    ``x * 0.5`` keeps a float32 ``x`` float32, as NumPy's own ``x * 0.5`` does)."""
+    def convert(v, other):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(
+                other, np.ndarray) and other.dtype.kind == "f":
+            return np.asarray(v, dtype=other.dtype)
+        return np.asarray(v)
+    return convert(a, b), convert(b, a)
+
+
+class _Binary(Op):
+    def _forward(self, inputs):
+        a, b = _operands(*inputs)
+        return [np.asarray(self.f(a, b))], (a, b)
+
+
+class Add(_Binary):
+    f = staticmethod(np.add)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        return [_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)], None
+
+
+class Subtract(_Binary):
+    f = staticmethod(np.subtract)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        return [_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)], None
+
+
+class Multiply(_Binary):
+    f = staticmethod(np.multiply)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        return [_unbroadcast(g * b, a.shape), _unbroadcast(g * a, b.shape)], None
+
+
+class Divide(_Binary):
+    f = staticmethod(np.divide)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0] / b
+        return [_unbroadcast(g, a.shape), _unbroadcast(-g * a / b, b.shape)], None
+
+
+class MatMul(_Binary):
+    f = staticmethod(np.matmul)
+
+    def _forward(self, inputs):
+        a, b = _operands(*inputs)
+        if a.ndim < 2 or b.ndim != 2:
+            raise ValueError(f"expected matmul of an (..., K) array by a (K, N) matrix, "
+                             f"got shapes {a.shape} and {b.shape}")
+        return [a @ b], (a, b)
+
+    def _backward(self, cache, d_outputs):
+        a, b = cache
+        g = d_outputs[0]
+        da = g @ b.T
+        db = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+        return [da, db], None
+
+
+class Unary(Op):
+    """``y = f(x)``; ``_grad(x, y)`` is ``f'`` (from the output where it can be)."""
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        y = np.asarray(self.f(x))
+        return [y], (x, y)
+
+    def _backward(self, cache, d_outputs):
+        x, y = cache
+        return [d_outputs[0] * self._grad(x, y)], None
+
+
+class Negative(Unary):
+    f = staticmethod(np.negative)
+
+    def _grad(self, x, y):
+        return -1
+
+
+class GetItem(Op):
+    def __init__(self, key):
+        super().__init__()
+        self.key = key
+
+    def get_config(self):
+        return {"key": self.key}
+
+    def _forward(self, inputs):
+        x = np.asarray(inputs[0])
+        return [np.array(x[self.key])], (x.shape, x.dtype)
+
+    def _backward(self, cache, d_outputs):
+        shape, dtype = cache
+        dx = np.zeros(shape, dtype=d_outputs[0].dtype)
+        if _basic_index(self.key):
+            dx[self.key] = d_outputs[0]             # a view: every element at most once
+        else:
+            np.add.at(dx, self.key, d_outputs[0])  # indices given twice add up
+        return [dx], None
+
+
+def _basic_index(key):
+    """Whether ``key`` is NumPy basic indexing (ints, slices, Ellipsis, None), which
+    selects each element at most once (the time reversal of Bidirectional)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
+               and not isinstance(k, (bool, np.bool_)) for k in parts)

@@ -38,6 +38,8 @@ import inspect
 
 import numpy as np
 
+from crnn import registry
+
 EPSILON = 1e-7  # keras.backend.epsilon()
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -492,6 +494,7 @@ class Loss:
         return _repr(self)
 
 
+@registry.serializable("loss")
 class MeanSquaredError(Loss):
     """:func:`mean_squared_error` as an object."""
 
@@ -502,6 +505,7 @@ class MeanSquaredError(Loss):
         super().__init__(name=name)
 
 
+@registry.serializable("loss")
 class MeanAbsoluteError(Loss):
     """:func:`mean_absolute_error` as an object."""
 
@@ -512,6 +516,7 @@ class MeanAbsoluteError(Loss):
         super().__init__(name=name)
 
 
+@registry.serializable("loss")
 class BinaryCrossentropy(Loss):
     """:func:`binary_crossentropy` as an object."""
 
@@ -526,6 +531,7 @@ class BinaryCrossentropy(Loss):
         return self._options["from_logits"]
 
 
+@registry.serializable("loss")
 class CategoricalCrossentropy(BinaryCrossentropy):
     """:func:`categorical_crossentropy` as an object."""
 
@@ -533,6 +539,7 @@ class CategoricalCrossentropy(BinaryCrossentropy):
     default_name = "categorical_crossentropy"
 
 
+@registry.serializable("loss")
 class SparseCategoricalCrossentropy(BinaryCrossentropy):
     """:func:`sparse_categorical_crossentropy` as an object."""
 
@@ -550,15 +557,24 @@ def _repr(obj):
 
 
 # -- lookup and (de)serialisation -----------------------------------------------------------
-_CLASSES = {cls.__name__: cls for cls in (MeanSquaredError, MeanAbsoluteError,
-                                          BinaryCrossentropy, CategoricalCrossentropy,
-                                          SparseCategoricalCrossentropy)}
 _NAMES = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
           "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
           "binary_crossentropy": BinaryCrossentropy,
           "categorical_crossentropy": CategoricalCrossentropy,
           "sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
-_FUNCTIONS = {cls.fn: cls for cls in _CLASSES.values()}
+_FUNCTIONS = {registry.lookup(n, "loss").fn: registry.lookup(n, "loss")
+              for n in registry.names("loss")}
+
+
+def loss_class(identifier):
+    """The loss class a name (``"mse"``, ``"MeanSquaredError"``, ...) or one of this
+    module's loss functions stands for, or None."""
+    if isinstance(identifier, str):
+        return _NAMES.get(identifier) or registry.lookup(identifier, "loss")
+    for fn, cls in _FUNCTIONS.items():
+        if identifier is fn:
+            return cls
+    return None
 
 
 def get(identifier):
@@ -581,7 +597,7 @@ def get(identifier):
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
-        cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
+        cls = loss_class(identifier)
         if cls is None:
             raise ValueError(f"expected a loss name, one of {sorted(_NAMES)}, got "
                              f"{identifier!r}")
@@ -602,10 +618,10 @@ def serialize(loss):
     for fn, cls in _FUNCTIONS.items():
         if loss is fn:
             loss = cls()
-    if not isinstance(loss, Loss) or type(loss).__name__ not in _CLASSES:
-        raise ValueError(f"expected one of crnn's losses ({sorted(_CLASSES)}) to serialize, "
-                         f"got {loss!r}")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    if not isinstance(loss, Loss) or registry.lookup(type(loss).__name__, "loss") is None:
+        raise ValueError(f"expected one of crnn's losses ({registry.names('loss')}) to "
+                         f"serialize, got {loss!r}")
+    return registry.serialize(loss)
 
 
 def deserialize(config):
@@ -613,7 +629,8 @@ def deserialize(config):
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"expected a dict with 'class_name' and 'config', got {config!r}")
     name = config["class_name"]
-    cls = _CLASSES.get(name) or _NAMES.get(name)
+    cls = registry.lookup(name, "loss") or _NAMES.get(name)
     if cls is None:
-        raise ValueError(f"expected class_name to be one of {sorted(_CLASSES)}, got {name!r}")
+        raise ValueError(f"expected class_name to be one of {registry.names('loss')}, got "
+                         f"{name!r}")
     return cls.from_config(dict(config.get("config") or {}))

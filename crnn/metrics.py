@@ -274,14 +274,12 @@ def _loss_kind(loss):
     if loss is None:
         return None, False
     if isinstance(loss, str):
-        cls = _losses._NAMES.get(loss) or _losses._CLASSES.get(loss)
+        cls = _losses.loss_class(loss)
         return (cls.default_name if cls else loss), False
     if isinstance(loss, _losses.Loss):
         return type(loss).default_name, bool(loss.get_config().get("from_logits", False))
-    for fn, cls in _losses._FUNCTIONS.items():
-        if loss is fn:
-            return cls.default_name, False
-    return None, False
+    cls = _losses.loss_class(loss)
+    return (cls.default_name, False) if cls is not None else (None, False)
 
 
 def get(identifier, loss_name=None, from_logits=None):

@@ -21,30 +21,13 @@ import threading
 
 import numpy as np
 
-from crnn import engine
-from crnn.layers.base import Layer, accepts_mask, accepts_training, as_dtype
+from crnn import engine, saving, streaming
+from crnn.engine import Input, as_dtype
+from crnn.layers.base import Layer, accepts_mask, accepts_training, sublayers
 from crnn.layers.recurrent import sequence_mask
-from crnn.saving import SavingMixin
-from crnn.streaming import ModelStepMixin
-from crnn.training import TrainingMixin, note_inputs
+from crnn.training import Trainer, note_inputs
 
 _local = threading.local()
-
-
-def Input(shape, dtype="float32", name=None, batch_size=None):
-    """A placeholder for a model's input: ``shape`` without the batch axis (``None``
-    where a length varies), as ``keras.Input``."""
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        shape = tuple(None if d is None else int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected shape to be a tuple of ints or None, got {shape!r}") \
-            from None
-    if any(d is not None and d < 0 for d in shape):
-        raise ValueError(f"expected non-negative dimensions, got shape {shape}")
-    dt = np.dtype(dtype)
-    return engine.SymbolicTensor((batch_size,) + shape, dt, name=name)
 
 
 def call_layer(layer, args, kwargs, training, mask=None):
@@ -74,26 +57,6 @@ def _mask_list(mask, n):
     return [mask] + [None] * (n - 1)
 
 
-def sublayers(layer):
-    """Every layer inside ``layer`` (itself excluded), each once, in order."""
-    out, seen = [], set()
-
-    def visit(obj):
-        for sub in getattr(obj, "layers", ()):
-            if id(sub) not in seen:
-                seen.add(id(sub))
-                out.append(sub)
-                visit(sub)
-        for name in ("cell", "layer", "forward_layer", "backward_layer"):
-            sub = obj.__dict__.get(name) if hasattr(obj, "__dict__") else None
-            if isinstance(sub, Layer) and id(sub) not in seen:
-                seen.add(id(sub))
-                out.append(sub)
-                visit(sub)
-    visit(layer)
-    return out
-
-
 def _tracked_layers(obj):
     """The layers among an object's attributes (and in lists, tuples and dicts of them),
     in the order they were assigned."""
@@ -114,7 +77,7 @@ def _tracked_layers(obj):
     return found
 
 
-class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
+class Model(Trainer, Layer):
     """A model: functional (``Model(inputs, outputs)``) or subclassed (override
     :meth:`call`). Calling it runs the layers; it trains with ``compile``/``fit``.
 
@@ -127,6 +90,11 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
     name : str, optional
     """
 
+    # How the model is built, read by the modules below this one (saving, training,
+    # streaming) through crnn.layers.base.architecture: "subclassed" (its own call),
+    # "functional" (set by __init__ for Model(inputs, outputs)) or "sequential".
+    _architecture = "subclassed"
+
     def __init__(self, inputs=None, outputs=None, name=None, dtype="float32"):
         Layer.__init__(self, name=name, dtype=dtype)
         self._functional = inputs is not None or outputs is not None
@@ -134,6 +102,7 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
             if inputs is None or outputs is None:
                 raise ValueError("expected both inputs and outputs for a functional Model")
             self._init_graph(inputs, outputs)
+            self._architecture = "functional"
         self.built = True
 
     # -- the functional graph --------------------------------------------------------
@@ -303,6 +272,48 @@ class Model(TrainingMixin, SavingMixin, ModelStepMixin, Layer):
     def count_params(self):
         return int(sum(w.size for w in self.trainable_weights))
 
+    # -- saving (crnn.saving) --------------------------------------------------------
+    def save(self, path, include_optimizer=True, compressed=False):
+        """Write the model to ``path``: see :func:`crnn.saving.save_model`."""
+        saving.save_model(self, path, include_optimizer=include_optimizer,
+                          compressed=compressed)
+
+    def save_weights(self, path, compressed=False):
+        """Write the weights to ``path``: see :func:`crnn.saving.save_weights`."""
+        saving.save_weights(self, path, compressed=compressed)
+
+    def load_weights(self, path):
+        """Read weights from ``path``: see :func:`crnn.saving.load_weights`."""
+        saving.load_weights(self, path)
+
+    def get_config(self):
+        """A Sequential's or functional model's architecture as JSON-compatible data (see
+        :func:`crnn.saving.get_model_config`); a subclassed model's constructor arguments,
+        as a layer's."""
+        if self._architecture == "subclassed":
+            return super().get_config()
+        return saving.get_model_config(self)["config"]
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """The model :meth:`get_config` describes, with new weights."""
+        if isinstance(config, dict) and ("nodes" in config or (
+                cls._architecture == "sequential" and "layers" in config)):
+            return saving.from_model_config(cls, config, custom_objects)
+        return super().from_config(config)
+
+    # -- stepping (crnn.streaming) ---------------------------------------------------
+    def stepper(self, batch_size=1, states=None):
+        """A new :class:`crnn.streaming.ModelStepper`: ``step(x_t) -> y_t``, ``states``,
+        ``reset``."""
+        return streaming.model_stepper(self, batch_size, states)
+
+    def step(self, x_t, states=None):
+        """One time step: ``x_t`` the model's input at that step (``(B, D)``, or ids
+        ``(B,)``) and ``states`` (None for zeros, or a dict ``{recurrent layer name:
+        [h] or [h, c]}``) give ``(y_t, new_states)``. Equals step t of ``model(x)``."""
+        return streaming.step_model(self, x_t, states)
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}, {len(self.layers)} layers>"
 
@@ -313,6 +324,8 @@ class Sequential(Model):
     ``layers`` may start with a :func:`crnn.Input` placeholder, which builds every layer
     at once; otherwise they are built by the first call.
     """
+
+    _architecture = "sequential"
 
     def __init__(self, layers=None, name=None):
         super().__init__(name=name)

@@ -5,7 +5,8 @@ return while a :class:`crnn.GradientTape` records (the call is recorded, so grad
 flow through it), and on :func:`crnn.Input` placeholders (the call becomes a node of a
 functional model). Arithmetic on tensors (``a + b``, ``a * 2``, ``x[:, t]``) calls these.
 
-Every op is a weightless layer with ``_forward``/``_backward``, written for a reader::
+Every op is a weightless :class:`crnn.engine.Operation` (an :class:`crnn.engine.Op`)
+with ``_forward``/``_backward``, written for a reader::
 
     forward:  y = f(x)          backward: dx = dy * f'(x), taken from y where possible
 
@@ -14,136 +15,14 @@ along.
 """
 import numpy as np
 
-from crnn import engine
-from crnn.layers.base import Layer
+from crnn import activations, engine
+# The primitives behind the tensors' operators live with the tensors (crnn.engine).
+from crnn.engine import (Add, Divide, GetItem, MatMul, Multiply, Negative, Op, Subtract,
+                         Unary)
 
 __all__ = ["add", "subtract", "multiply", "divide", "negative", "matmul", "sigmoid", "tanh",
            "relu", "softmax", "exp", "log", "square", "sum", "mean", "concatenate",
            "stack", "unstack", "getitem", "reshape"]
-
-
-def _unbroadcast(g, shape):
-    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast."""
-    if g.shape == shape:
-        return g
-    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True) if axes else g
-
-
-class Op(Layer):
-    """A weightless primitive over a flat list of inputs. Subclasses implement
-    ``_forward(inputs) -> (outputs, cache)`` and ``_backward(cache, d_outputs)``."""
-
-    def __init__(self, name=None):
-        super().__init__(name=name)
-
-    def get_config(self):
-        return {}
-
-    def __repr__(self):
-        config = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({config})"
-
-    def _apply(self, inputs):
-        if engine.is_symbolic(inputs):
-            return engine.symbolic_call(self, (inputs,), {})
-        return self.call(inputs)
-
-    def call(self, inputs):
-        outs = self._run(list(inputs))
-        return outs[0] if len(outs) == 1 else list(outs)
-
-    def compute_output_spec(self, inputs):
-        """Shapes found by running the op on small stand-ins, twice with different sizes
-        for the unknown (None) dimensions: an output dimension that changes is unknown."""
-        runs = []
-        for k in (61, 67):
-            values = []
-            for a in inputs:
-                if isinstance(a, engine.SymbolicTensor):
-                    shape = tuple(k if d is None else d for d in a.shape)
-                    values.append(np.zeros(shape, dtype=a.dtype))
-                else:
-                    values.append(engine.value_of(a))
-            outs, _ = self._forward(values)
-            runs.append(outs)
-        specs = [engine.SymbolicTensor(tuple(None if p != q else p
-                                             for p, q in zip(a.shape, b.shape)), a.dtype)
-                 for a, b in zip(*runs)]
-        return specs[0] if len(specs) == 1 else specs
-
-
-# -- elementwise with broadcasting -------------------------------------------------------
-def _operands(a, b):
-    """Both as arrays; a Python number takes the other operand's floating dtype (so
-    ``x * 0.5`` keeps a float32 ``x`` float32, as NumPy's own ``x * 0.5`` does)."""
-    def convert(v, other):
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(
-                other, np.ndarray) and other.dtype.kind == "f":
-            return np.asarray(v, dtype=other.dtype)
-        return np.asarray(v)
-    return convert(a, b), convert(b, a)
-
-
-class _Binary(Op):
-    def _forward(self, inputs):
-        a, b = _operands(*inputs)
-        return [np.asarray(self.f(a, b))], (a, b)
-
-
-class Add(_Binary):
-    f = staticmethod(np.add)
-
-    def _backward(self, cache, d_outputs):
-        a, b = cache
-        g = d_outputs[0]
-        return [_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)], None
-
-
-class Subtract(_Binary):
-    f = staticmethod(np.subtract)
-
-    def _backward(self, cache, d_outputs):
-        a, b = cache
-        g = d_outputs[0]
-        return [_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)], None
-
-
-class Multiply(_Binary):
-    f = staticmethod(np.multiply)
-
-    def _backward(self, cache, d_outputs):
-        a, b = cache
-        g = d_outputs[0]
-        return [_unbroadcast(g * b, a.shape), _unbroadcast(g * a, b.shape)], None
-
-
-class Divide(_Binary):
-    f = staticmethod(np.divide)
-
-    def _backward(self, cache, d_outputs):
-        a, b = cache
-        g = d_outputs[0] / b
-        return [_unbroadcast(g, a.shape), _unbroadcast(-g * a / b, b.shape)], None
-
-
-class MatMul(_Binary):
-    f = staticmethod(np.matmul)
-
-    def _forward(self, inputs):
-        a, b = _operands(*inputs)
-        if a.ndim < 2 or b.ndim != 2:
-            raise ValueError(f"expected matmul of an (..., K) array by a (K, N) matrix, "
-                             f"got shapes {a.shape} and {b.shape}")
-        return [a @ b], (a, b)
-
-    def _backward(self, cache, d_outputs):
-        a, b = cache
-        g = d_outputs[0]
-        da = g @ b.T
-        db = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
-        return [da, db], None
 
 
 def add(a, b):
@@ -172,65 +51,42 @@ def matmul(a, b):
 
 
 # -- elementwise, one input --------------------------------------------------------------
-class _Unary(Op):
-    """``y = f(x)``; ``_grad(x, y)`` is ``f'`` (from the output where it can be)."""
-
-    def _forward(self, inputs):
-        x = np.asarray(inputs[0])
-        y = np.asarray(self.f(x))
-        return [y], (x, y)
-
-    def _backward(self, cache, d_outputs):
-        x, y = cache
-        return [d_outputs[0] * self._grad(x, y)], None
-
-
-class Negative(_Unary):
-    f = staticmethod(np.negative)
+class Sigmoid(Unary):
+    f = staticmethod(activations.sigmoid)
 
     def _grad(self, x, y):
-        return -1
+        return activations.sigmoid_grad(y)   # backprop through sigmoid, from its output
 
 
-class Sigmoid(_Unary):
-    def f(self, x):
-        with np.errstate(over="ignore"):
-            return 1 / (1 + np.exp(-x))
+class Tanh(Unary):
+    f = staticmethod(activations.tanh)
 
     def _grad(self, x, y):
-        return y * (1 - y)               # backprop through sigmoid, from its output
+        return activations.tanh_grad(y)      # backprop through tanh, from its output
 
 
-class Tanh(_Unary):
-    f = staticmethod(np.tanh)
-
-    def _grad(self, x, y):
-        return 1 - y * y                 # backprop through tanh, from its output
-
-
-class Relu(_Unary):
-    def f(self, x):
-        return np.where(x < 0, np.zeros_like(x), x)
+class Relu(Unary):
+    f = staticmethod(activations.relu)
 
     def _grad(self, x, y):
-        return (y > 0).astype(y.dtype)
+        return activations.relu_grad(y)
 
 
-class Exp(_Unary):
+class Exp(Unary):
     f = staticmethod(np.exp)
 
     def _grad(self, x, y):
         return y
 
 
-class Log(_Unary):
+class Log(Unary):
     f = staticmethod(np.log)
 
     def _grad(self, x, y):
         return 1 / x
 
 
-class Square(_Unary):
+class Square(Unary):
     f = staticmethod(np.square)
 
     def _grad(self, x, y):
@@ -246,15 +102,11 @@ class Softmax(Op):
         return {"axis": self.axis}
 
     def _forward(self, inputs):
-        x = np.asarray(inputs[0])
-        e = np.exp(x - x.max(axis=self.axis, keepdims=True))   # shifted: no overflow
-        y = e / e.sum(axis=self.axis, keepdims=True)
+        y = activations.softmax(np.asarray(inputs[0]), axis=self.axis)
         return [y], y
 
     def _backward(self, y, d_outputs):
-        g = d_outputs[0]
-        # the Jacobian-vector product of softmax: y * (g - <g, y>)
-        return [y * (g - (g * y).sum(axis=self.axis, keepdims=True))], None
+        return [activations.softmax_backward(y, d_outputs[0], axis=self.axis)], None
 
 
 def negative(x):
@@ -404,36 +256,6 @@ class Unstack(Op):
                 index[self.axis] = i
                 dx[tuple(index)] = g
         return [dx], None
-
-
-class GetItem(Op):
-    def __init__(self, key):
-        super().__init__()
-        self.key = key
-
-    def get_config(self):
-        return {"key": self.key}
-
-    def _forward(self, inputs):
-        x = np.asarray(inputs[0])
-        return [np.array(x[self.key])], (x.shape, x.dtype)
-
-    def _backward(self, cache, d_outputs):
-        shape, dtype = cache
-        dx = np.zeros(shape, dtype=d_outputs[0].dtype)
-        if _basic_index(self.key):
-            dx[self.key] = d_outputs[0]             # a view: every element at most once
-        else:
-            np.add.at(dx, self.key, d_outputs[0])  # indices given twice add up
-        return [dx], None
-
-
-def _basic_index(key):
-    """Whether ``key`` is NumPy basic indexing (ints, slices, Ellipsis, None), which
-    selects each element at most once (the time reversal of Bidirectional)."""
-    parts = key if isinstance(key, tuple) else (key,)
-    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
-               and not isinstance(k, (bool, np.bool_)) for k in parts)
 
 
 class Reshape(Op):

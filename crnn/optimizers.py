@@ -28,6 +28,8 @@ import numbers
 
 import numpy as np
 
+from crnn import registry
+
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -103,6 +105,7 @@ class _StepDecay(LearningRateSchedule):
                 "staircase": self.staircase, "name": self.name}
 
 
+@registry.serializable("schedule")
 class ExponentialDecay(_StepDecay):
     """Exponential decay of the learning rate.
 
@@ -131,6 +134,7 @@ class ExponentialDecay(_StepDecay):
         return self.initial_learning_rate * self.decay_rate ** p
 
 
+@registry.serializable("schedule")
 class InverseTimeDecay(_StepDecay):
     """Inverse-time decay of the learning rate.
 
@@ -159,7 +163,6 @@ class InverseTimeDecay(_StepDecay):
         return self.initial_learning_rate / (1 + self.decay_rate * p)
 
 
-_SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, InverseTimeDecay)}
 
 
 # -- the optimizer base ---------------------------------------------------------------------
@@ -351,8 +354,9 @@ class Optimizer:
         """The constructor arguments: ``type(opt)(**opt.get_config())`` is an equal, fresh
         optimizer. A schedule with ``get_config`` appears serialised as a dict."""
         lr = self._learning_rate
-        if isinstance(lr, LearningRateSchedule) and type(lr).__name__ in _SCHEDULES:
-            lr = {"class_name": type(lr).__name__, "config": lr.get_config()}
+        if (isinstance(lr, LearningRateSchedule)
+                and registry.lookup(type(lr).__name__, "schedule") is not None):
+            lr = registry.serialize(lr)
         return {"name": self.name, "learning_rate": lr, "clipnorm": self.clipnorm,
                 "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
 
@@ -361,11 +365,11 @@ class Optimizer:
         config = dict(config)
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
-            name = lr.get("class_name")
-            if name not in _SCHEDULES:
+            schedule = registry.lookup(lr.get("class_name"), "schedule")
+            if schedule is None:
                 raise ValueError(f"expected a learning-rate schedule, one of "
-                                 f"{sorted(_SCHEDULES)}, got {name!r}")
-            config["learning_rate"] = _SCHEDULES[name].from_config(lr.get("config") or {})
+                                 f"{registry.names('schedule')}, got {lr.get('class_name')!r}")
+            config["learning_rate"] = schedule.from_config(lr.get("config") or {})
         return cls(**config)
 
     def get_state(self):
@@ -485,6 +489,7 @@ class Optimizer:
 
 
 # -- the optimizers -------------------------------------------------------------------------
+@registry.serializable("optimizer")
 class SGD(Optimizer):
     """Gradient descent, with momentum and Nesterov momentum as Keras writes them.
 
@@ -539,6 +544,7 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+@registry.serializable("optimizer")
 class Adam(Optimizer):
     """Adam, with Keras's placement of epsilon ("epsilon hat" of Kingma and Ba, added to
     :math:`\\sqrt{v}` before the bias correction), and AMSGrad.
@@ -609,6 +615,7 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
+@registry.serializable("optimizer")
 class RMSprop(Optimizer):
     """RMSprop as Keras writes it: epsilon inside the square root, plain momentum on the
     increment, and the centred variant.
@@ -694,6 +701,7 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
+@registry.serializable("optimizer")
 class Adagrad(Optimizer):
     """Adagrad as Keras writes it (epsilon inside the square root).
 
@@ -747,8 +755,8 @@ class Adagrad(Optimizer):
 
 
 # -- lookup and (de)serialisation -----------------------------------------------------------
-_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, RMSprop, Adagrad)}
-_NAMES = {name.lower(): cls for name, cls in _CLASSES.items()}
+_NAMES = {name.lower(): registry.lookup(name, "optimizer")
+          for name in registry.names("optimizer")}
 
 
 def get(identifier):
@@ -772,10 +780,11 @@ def serialize(optimizer):
     """``{"class_name": ..., "config": ...}`` of an optimizer; :func:`deserialize` rebuilds it
     (without its state: see :meth:`Optimizer.get_state`). A learning rate that is a plain
     callable stays a callable in the config, which only lives in memory."""
-    if not isinstance(optimizer, Optimizer) or type(optimizer).__name__ not in _CLASSES:
-        raise ValueError(f"expected one of crnn's optimizers ({sorted(_CLASSES)}), got "
-                         f"{optimizer!r}")
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    if (not isinstance(optimizer, Optimizer)
+            or registry.lookup(type(optimizer).__name__, "optimizer") is None):
+        raise ValueError(f"expected one of crnn's optimizers "
+                         f"({registry.names('optimizer')}), got {optimizer!r}")
+    return registry.serialize(optimizer)
 
 
 def deserialize(config):
@@ -783,7 +792,9 @@ def deserialize(config):
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"expected a dict with 'class_name' and 'config', got {config!r}")
     name = config["class_name"]
-    cls = _CLASSES.get(name) or (_NAMES.get(name.lower()) if isinstance(name, str) else None)
+    cls = (registry.lookup(name, "optimizer")
+           or (_NAMES.get(name.lower()) if isinstance(name, str) else None))
     if cls is None:
-        raise ValueError(f"expected class_name to be one of {sorted(_CLASSES)}, got {name!r}")
+        raise ValueError(f"expected class_name to be one of {registry.names('optimizer')}, "
+                         f"got {name!r}")
     return cls.from_config(config.get("config") or {})

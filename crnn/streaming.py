@@ -43,161 +43,26 @@ a time: make one stepper per thread.
 
 Generation: :func:`generate` warms a model up on a prompt and then feeds back what it
 samples (greedy, or with a temperature).
+
+A layer's steppers live in :mod:`crnn.layers.stepping`; this module steps models
+(``model.step`` and ``model.stepper`` call :func:`step_model` and :func:`model_stepper`)
+and imports nothing from :mod:`crnn.models`.
 """
 import numpy as np
 
-from crnn import _checks, backend as _backend, engine
-from crnn._step import Stepper
+from crnn import activations, engine
+from crnn.layers.base import architecture
+from crnn.layers.basic import Activation, Dropout, Embedding, Flatten, RepeatVector
+from crnn.layers.core import Dense
+from crnn.layers.recurrent import RNN
+from crnn.layers.stepping import ReferenceStepper, Stepper, make_stepper
+from crnn.layers.wrappers import Bidirectional, TimeDistributed
 
-__all__ = ["ModelStepper", "ReferenceStepper", "Stepper", "generate", "make_stepper"]
-
-
-# -- one recurrent layer -----------------------------------------------------------------
-
-def _cell_args(cell):
-    kw = {"activation": cell.activation}
-    if cell.family != "simple_rnn":
-        kw["recurrent_activation"] = cell.recurrent_activation
-    if cell.family == "gru":
-        kw["reset_after"] = cell.reset_after
-    return kw
-
-
-def make_stepper(layer, batch_size=1, states=None):
-    """A stepper for a recurrent layer or cell (built first if need be: ``build`` must
-    have run, or the layer been called, so that the input size is known): a
-    :class:`crnn._step.Stepper` on the compiled kernels, or a :class:`ReferenceStepper`
-    where the layer's backend is ``"reference"``."""
-    cell = getattr(layer, "cell", layer)
-    if not cell.built:
-        raise ValueError(f"{layer.name} has no weights yet: call it on an input or call "
-                         f"build(input_shape) before stepping it")
-    backend = _backend.get_backend() if cell.backend == "auto" else cell.backend
-    cls = ReferenceStepper if backend == "reference" else Stepper
-    return cls(cell.family, cell.kernel, cell.recurrent_kernel, cell.bias, batch_size,
-               states=states, **_cell_args(cell))
-
-
-class ReferenceStepper:
-    """The NumPy twin of :class:`crnn._step.Stepper` (same constructor and methods): each
-    step is ``crnn.reference.<family>_forward`` on a sequence of one step. What a step
-    must compute; used for layers on the ``"reference"`` backend."""
-
-    def __init__(self, family, W_x, W_h, b, batch_size=1, activation="tanh",
-                 recurrent_activation="sigmoid", reset_after=True, states=None):
-        from crnn import reference
-        from crnn.activations import check
-        if family not in ("simple_rnn", "lstm", "gru"):
-            raise ValueError(f"expected family to be one of ['gru', 'lstm', 'simple_rnn'], "
-                             f"got {family!r}")
-        self.family = family
-        self.kernel, self.recurrent_kernel, self.bias = W_x, W_h, b
-        self.dtype = np.asarray(W_h).dtype
-        self.batch_size = int(batch_size)
-        self.input_dim, self.units = W_x.shape[0], W_h.shape[0]
-        self.activation = check(activation)
-        self.recurrent_activation = check(recurrent_activation)
-        self.reset_after = bool(reset_after)
-        self.state_names = ("h", "c") if family == "lstm" else ("h",)
-        self._forward = getattr(reference, f"{family}_forward")
-        self.reset(states)
-
-    @property
-    def states(self):
-        return [s.copy() for s in self._states]
-
-    def reset(self, states=None):
-        shape = (self.batch_size, self.units)
-        if states is None:
-            self._states = [np.zeros(shape, self.dtype) for _ in self.state_names]
-            return
-        names = self.state_names
-        self._states = [_checks.converted(f"state {name}", s, self.dtype, shape,
-                                          contiguous=False).copy()
-                        for name, s in zip(names, _checks.state_list(names, states))]
-
-    def uses(self, W_x, W_h, b):
-        return W_x is self.kernel and W_h is self.recurrent_kernel and b is self.bias
-
-    def step(self, x_t, out=None):
-        x = _checks.converted("x_t", x_t, self.dtype, (self.batch_size, self.input_dim),
-                              "(batch, features)")
-        args = (self.kernel, self.recurrent_kernel, self.bias)
-        x = x[:, None]
-        if self.family == "simple_rnn":
-            hs = self._forward(x, self._states[0], *args, self.activation)
-            self._states = [hs[:, 0]]
-        elif self.family == "lstm":
-            hs, cs, _ = self._forward(x, *self._states, *args, self.activation,
-                                      self.recurrent_activation)
-            self._states = [hs[:, 0], cs[:, 0]]
-        else:
-            hs, _, _ = self._forward(x, self._states[0], *args, self.reset_after,
-                                     self.activation, self.recurrent_activation)
-            self._states = [hs[:, 0]]
-        if out is None:
-            return hs[:, 0].copy()
-        out[...] = hs[:, 0]
-        return out
-
-
-def _layer_stepper(layer, batch_size):
-    """The layer's cached stepper for this batch size, made again if the layer's weight
-    arrays, dtype or backend changed since."""
-    cache = layer.__dict__.setdefault("_steppers", {})
-    cell = layer.cell
-    s = cache.get(batch_size)
-    backend = _backend.get_backend() if cell.backend == "auto" else cell.backend
-    want = ReferenceStepper if backend == "reference" else Stepper
-    if (s is None or type(s) is not want
-            or not s.uses(cell.kernel, cell.recurrent_kernel, cell.bias)):
-        s = cache[batch_size] = make_stepper(layer, batch_size)
-    return s
-
-
-class RecurrentStepMixin:
-    """``step`` and ``stepper`` for :class:`crnn.layers.recurrent.RNN` (SimpleRNN, LSTM,
-    GRU); see :mod:`crnn.streaming`."""
-
-    def stepper(self, batch_size=1, states=None):
-        """A new :class:`crnn._step.Stepper` for this layer: ``step(x_t, out=None) ->
-        h_t``, ``states``, ``reset(states=None)``; it keeps the state, and reads the
-        layer's weight arrays at every step (make a new one after ``build``)."""
-        return make_stepper(self, batch_size, states)
-
-    def step(self, x_t, states=None):
-        """One time step, Keras-cell style: ``x_t (B, D)`` and ``states`` (None for zeros;
-        ``[h]`` or ``h``, ``[h, c]`` for the LSTM, each ``(B, H)``) give ``(h_t,
-        new_states)`` with ``new_states[0] is h_t``. Equals step t of ``layer(x)``."""
-        B = _batch_of(x_t, "x_t", "(batch, features)", 2)
-        if not self.cell.built:
-            D = np.shape(x_t)[1]
-            self.build((B, None, D))
-        s = _layer_stepper(self, B)
-        s.reset(states)
-        h = s.step(x_t)
-        if self.cell.family == "lstm":
-            return h, [h, s.states[1]]
-        return h, [h]
-
-
-def _batch_of(x, name, layout, ndim):
-    shape = np.shape(x)
-    if len(shape) != ndim:
-        raise ValueError(f"expected {name} of shape {layout} ({ndim}-D), got shape "
-                         f"{tuple(shape)}")
-    if shape[0] < 1:
-        raise ValueError(f"expected {name} with at least one row, got shape "
-                         f"{tuple(shape)}")
-    return int(shape[0])
+__all__ = ["ModelStepper", "ReferenceStepper", "Stepper", "generate", "make_stepper",
+           "model_stepper", "step_model"]
 
 
 # -- a model -----------------------------------------------------------------------------
-
-def _activate(name, a):
-    from crnn.layers.core import activate
-    return activate(name, a)
-
 
 def _cannot_step(layer, why):
     return ValueError(f"{layer.name} ({type(layer).__name__}) cannot step: {why}; a model "
@@ -210,10 +75,6 @@ class _Op:
     """One layer of a step plan: how to apply it to one time step."""
 
     def __init__(self, layer, batch_size, names):
-        from crnn.layers import (Activation, Bidirectional, Dense, Dropout, Embedding,
-                                 Flatten, RepeatVector, TimeDistributed)
-        from crnn.layers.recurrent import RNN
-        from crnn.models import Model
         self.layer, self.stepper, self.sub, self.kind = layer, None, None, "call"
         if isinstance(layer, Bidirectional):
             raise _cannot_step(layer, "its backward direction reads the sequence from "
@@ -237,7 +98,7 @@ class _Op:
         elif isinstance(layer, TimeDistributed):
             self.kind = "inner"
             self.sub = _Op(layer.layer, batch_size, names)
-        elif isinstance(layer, Model):
+        elif architecture(layer) is not None:
             self.kind = "model"
             self.sub = ModelStepper(layer, batch_size, _names=names)
         elif isinstance(layer, Dropout):
@@ -273,7 +134,7 @@ class _Op:
             a = x @ layer.params["kernel"]
             if layer.use_bias:
                 a += layer.params["bias"]
-            return _activate(layer._act, a)
+            return activations.apply(layer._act, a)
         if kind == "embedding":
             layer = self.layer
             if not layer.built:
@@ -309,18 +170,17 @@ class ModelStepper:
     """
 
     def __init__(self, model, batch_size=1, _names=None):
-        from crnn.models import Model, Sequential
         if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
                 or batch_size < 1):
             raise ValueError(f"expected batch_size to be a positive int, got "
                              f"{batch_size!r}")
         self.model, self.batch_size = model, int(batch_size)
         names = set() if _names is None else _names
-        if isinstance(model, Sequential):
+        if architecture(model) == "sequential":
             self._sequential = True
             self._ops = [_Op(layer, self.batch_size, names) for layer in model.layers]
             self._layer_ids = [id(layer) for layer in model.layers]
-        elif isinstance(model, Model) and model._functional:
+        elif architecture(model) == "functional":
             self._sequential = False
             self._ops = []
             for node in model._nodes:
@@ -395,44 +255,37 @@ def _model_stepper(model, batch_size):
     return s
 
 
-class ModelStepMixin:
-    """``step`` and ``stepper`` for :class:`crnn.Model` (Sequential and functional); see
-    :mod:`crnn.streaming`."""
+def model_stepper(model, batch_size=1, states=None):
+    """A new :class:`ModelStepper` for ``model`` (``model.stepper``)."""
+    s = ModelStepper(model, batch_size)
+    s.reset(states)
+    return s
 
-    def stepper(self, batch_size=1, states=None):
-        """A new :class:`ModelStepper`: ``step(x_t) -> y_t``, ``states``, ``reset``."""
-        s = ModelStepper(self, batch_size)
-        s.reset(states)
-        return s
 
-    def step(self, x_t, states=None):
-        """One time step: ``x_t`` the model's input at that step (``(B, D)``, or ids
-        ``(B,)``) and ``states`` (None for zeros, or a dict ``{recurrent layer name:
-        [h] or [h, c]}``) give ``(y_t, new_states)``. Equals step t of ``model(x)``."""
-        from crnn import engine
-        first = engine.flatten(x_t)[0] if isinstance(x_t, (list, tuple)) else x_t
-        shape = np.shape(first)
-        if len(shape) < 1 or shape[0] < 1:
-            raise ValueError(f"expected x_t with a batch axis first, got shape "
-                             f"{tuple(shape)}")
-        s = _model_stepper(self, int(shape[0]))
-        s.reset(states)
-        y = s.step(x_t)
-        return y, s.states
+def step_model(model, x_t, states=None):
+    """One time step of ``model`` from ``states`` (``model.step``): ``(y_t, new_states)``,
+    on the model's cached stepper for this batch size."""
+    first = engine.flatten(x_t)[0] if isinstance(x_t, (list, tuple)) else x_t
+    shape = np.shape(first)
+    if len(shape) < 1 or shape[0] < 1:
+        raise ValueError(f"expected x_t with a batch axis first, got shape "
+                         f"{tuple(shape)}")
+    s = _model_stepper(model, int(shape[0]))
+    s.reset(states)
+    y = s.step(x_t)
+    return y, s.states
 
 
 # -- generation --------------------------------------------------------------------------
 
 def _last_activation(model):
     """The activation of the layer producing the model's (single) output, or None."""
-    from crnn.layers import Activation, Dense, TimeDistributed
-    from crnn.models import Model, Sequential
     layer = None
-    if isinstance(model, Sequential) and model.layers:
+    if architecture(model) == "sequential" and model.layers:
         layer = model.layers[-1]
-    elif isinstance(model, Model) and model._functional and model._nodes:
+    elif architecture(model) == "functional" and model._nodes:
         layer = model._nodes[-1].layer
-    while isinstance(layer, (TimeDistributed, Sequential)):
+    while isinstance(layer, TimeDistributed) or architecture(layer) == "sequential":
         layer = layer.layer if isinstance(layer, TimeDistributed) else layer.layers[-1]
     if isinstance(layer, (Dense, Activation)):
         return layer._act
@@ -440,14 +293,11 @@ def _last_activation(model):
 
 
 def _takes_ids(model):
-    from crnn.layers import Embedding
-    from crnn.models import Sequential
-    if isinstance(model, Sequential):
+    if architecture(model) == "sequential":
         first = model.layers[0] if model.layers else None
-        while isinstance(first, Sequential):
+        while architecture(first) == "sequential":
             first = first.layers[0]
         return isinstance(first, Embedding)
-    from crnn import engine
     inputs = {id(t) for t in engine.flatten(model.inputs)}
     return any(isinstance(node.layer, Embedding) for node in model._nodes
                if any(id(t) in inputs for t in node.inputs()))
@@ -524,11 +374,9 @@ def generate(model, prompt, steps, temperature=0.0, seed=None, from_logits=None,
 
 
 def _output_size(model):
-    from crnn import engine
     outs = engine.flatten(model.outputs) if getattr(model, "_functional", False) else []
     if outs:
         return outs[0].shape[-1]
-    from crnn.layers import Dense, TimeDistributed
     last = model.layers[-1]
     last = last.layer if isinstance(last, TimeDistributed) else last
     if isinstance(last, Dense):

@@ -12,9 +12,8 @@ casts a layer's inputs to its compute dtype.
 """
 import numpy as np
 
-from crnn import backend, engine, initializers
+from crnn import activations, backend, engine, initializers
 from crnn.layers.base import Layer, as_input
-from crnn.layers.core import activate, activation_backward, check_activation
 from crnn.layers.recurrent import check_rate, dropout_mask
 
 
@@ -158,6 +157,11 @@ class _Weightless(Layer):
     def call(self, inputs, training=False):
         return self._run([inputs], training=training)[0]
 
+    def backward(self, grad):
+        """``dx`` for ``grad`` (the output's shape), through the last call, outside a
+        tape."""
+        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
+
     def _input(self, a, ndim=None, layout="(batch, ...)"):
         """``a`` as a C-contiguous array of the layer's dtype (of rank ``ndim`` if
         given)."""
@@ -216,9 +220,6 @@ class Masking(_Weightless):
         dy = d_outputs[0]
         return [None if dy is None else dy * m], None         # 2b. dx = dy * m
 
-    def backward(self, grad):
-        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
-
 
 class Dropout(_Weightless):
     """Inverted dropout (Keras's ``Dropout``): when training, each entry is zeroed with
@@ -263,10 +264,6 @@ class Dropout(_Weightless):
             return [dy], None
         return [dy * mask], None                                   # 2b. dx = dy * m
 
-    def backward(self, grad):
-        """``dx`` for ``grad`` (the output's shape), through the last call's mask."""
-        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
-
 
 class Activation(_Weightless):
     """An activation applied element-wise (softmax: over the last axis).
@@ -283,7 +280,7 @@ class Activation(_Weightless):
 
     def __init__(self, activation, dtype="float32", name=None):
         super().__init__(name=name, dtype=dtype)
-        self._act = check_activation(activation)
+        self._act = activations.check_output(activation)
         self.activation = activation
 
     def compute_output_spec(self, inputs, training=False):
@@ -297,14 +294,11 @@ class Activation(_Weightless):
         if self._act == "softmax" and x.ndim < 1:
             raise ValueError(f"expected an input with a last axis for softmax, got shape "
                              f"{x.shape}")
-        y = activate(self._act, x)                              # 1. y = act(x)
+        y = activations.apply(self._act, x)                     # 1. y = act(x)
         return [y], y
 
     def _backward(self, y, d_outputs):
-        return [activation_backward(self._act, y, d_outputs[0])], None   # 1b. from y
-
-    def backward(self, grad):
-        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
+        return [activations.backward(self._act, y, d_outputs[0])], None  # 1b. from y
 
 
 class RepeatVector(_Weightless):
@@ -339,9 +333,6 @@ class RepeatVector(_Weightless):
     def _backward(self, shape, d_outputs):
         return [d_outputs[0].sum(axis=1)], None                 # 1b. dx = sum_t dy[:, t]
 
-    def backward(self, grad):
-        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
-
 
 class Flatten(_Weightless):
     """``(B, ...)`` to ``(B, prod(...))`` (Keras's ``Flatten``; ``(B,)`` gives
@@ -372,9 +363,6 @@ class Flatten(_Weightless):
 
     def _backward(self, shape, d_outputs):
         return [d_outputs[0].reshape(shape)], None              # 1b. dx = dy.reshape
-
-    def backward(self, grad):
-        return self._backward_last([np.asarray(grad, dtype=self.dtype)])[0]
 
 
 __all__ = ["Activation", "Dropout", "Embedding", "Flatten", "RepeatVector"]

@@ -11,8 +11,6 @@ import numpy as np
 from crnn import _blas, activations, engine, initializers
 from crnn.layers.base import Layer, as_input
 
-OUTPUT_ACTIVATIONS = sorted(activations.CODES) + ["softmax"]
-
 
 def matmul(a, b, trans_a=False, trans_b=False):
     """``op(a) @ op(b)`` of 2-D arrays of one float dtype through crnn's GEMM (so that,
@@ -24,34 +22,6 @@ def matmul(a, b, trans_a=False, trans_b=False):
     out = np.empty((m, n), dtype=a.dtype)
     return _blas.gemm_py("t" if trans_a else "n", "t" if trans_b else "n", 1.0, a, b, 0.0,
                          out)
-
-
-def check_activation(name):
-    """A name from :data:`OUTPUT_ACTIVATIONS` (None means linear)."""
-    if name is None:
-        return "linear"
-    if name == "softmax":
-        return name
-    if not isinstance(name, str) or name not in activations.CODES:
-        raise ValueError(f"expected activation to be one of {OUTPUT_ACTIVATIONS} or None, "
-                         f"got {name!r}")
-    return name
-
-
-def activate(name, a):
-    if name == "softmax":
-        e = np.exp(a - a.max(axis=-1, keepdims=True))   # shifted: no overflow
-        return e / e.sum(axis=-1, keepdims=True)
-    return activations.FUNCTIONS[name](a)
-
-
-def activation_backward(name, y, dy):
-    """``dy`` taken back through the activation, from its output ``y``."""
-    if name == "softmax":
-        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))   # Jacobian-vector product
-    if name == "linear":
-        return dy
-    return dy * activations.GRADIENTS[name](y)
 
 
 class Dense(Layer):
@@ -84,7 +54,7 @@ class Dense(Layer):
             raise ValueError(f"expected units to be a positive int, got {units!r}")
         self.units = int(units)
         self.activation = activation
-        self._act = check_activation(activation)
+        self._act = activations.check_output(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
@@ -134,12 +104,12 @@ class Dense(Layer):
         a = matmul(x2, self.params["kernel"]).reshape(x.shape[:-1] + (self.units,))  # 1. x W
         if self.use_bias:
             a += self.params["bias"]                   # 2. + b
-        y = activate(self._act, a)               # 3. act
+        y = activations.apply(self._act, a)            # 3. act
         return [y], (x, y)
 
     def _backward(self, cache, d_outputs):
         x, y = cache
-        da = activation_backward(self._act, y, d_outputs[0])    # 3b. through act
+        da = activations.backward(self._act, y, d_outputs[0])   # 3b. through act
         da2 = da.reshape(-1, self.units)
         grads = {"kernel": matmul(x.reshape(-1, x.shape[-1]), da2, trans_a=True)}  # 1b. x^T da
         if self.use_bias:

@@ -11,7 +11,7 @@ import numpy as np
 
 from crnn import _checks, activations, backend as _backend, engine, initializers
 from crnn.layers.base import Layer, as_input
-from crnn.streaming import RecurrentStepMixin
+from crnn.layers.stepping import RecurrentStepMixin
 
 
 def check_rate(name, rate):
@@ -52,7 +52,7 @@ def sequence_mask(mask, lengths, batch_size, steps):
     return mask
 
 
-def _reset_rows(states, batch_size):
+def reset_rows(states, batch_size):
     """The rows ``reset_states(states)`` zeros: an index array from a bool mask ``(B,)``
     or ints, or None when ``states`` are state values (float arrays, or a list of
     them). ``batch_size`` is the stored states' ``B`` (None when none are stored)."""
@@ -453,7 +453,7 @@ class RNN(RecurrentStepMixin, Layer):
         if states is None:
             self._states = None
             return
-        rows = _reset_rows(states, None if self._states is None
+        rows = reset_rows(states, None if self._states is None
                            else self._states[0].shape[0])
         if rows is None:       # values
             values = states if isinstance(states, (list, tuple)) else [states]

@@ -15,7 +15,7 @@ import numpy as np
 
 from crnn import engine, ops
 from crnn.layers.base import Layer, accepts_training, deserialize_layer, serialize_layer
-from crnn.layers.recurrent import RNN
+from crnn.layers.recurrent import RNN, reset_rows
 
 
 def _shape_of(x):
@@ -387,8 +387,7 @@ class Bidirectional(Layer):
         starts batch ``i + 1``'s window (read from its end) from the state it reached at
         the start of batch ``i``'s, which is not what one backward pass over the whole
         sequence computes (as in Keras)."""
-        from crnn.layers.recurrent import _reset_rows
-        if states is not None and _reset_rows(states, None) is None:
+        if states is not None and reset_rows(states, None) is None:
             forward_states, backward_states = self._split_states(states)
         else:
             forward_states = backward_states = states

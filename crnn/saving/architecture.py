@@ -1,0 +1,346 @@
+"""Architectures as JSON: a layer as ``{"class_name", "config"}`` (its class looked up in
+:mod:`crnn.registry` or the caller's ``custom_objects``, never imported by name), and a
+Sequential or functional model as its layers, its inputs and its graph (see
+:mod:`crnn.saving`). Models are told apart by :func:`crnn.layers.base.architecture`, so
+that this module needs nothing from :mod:`crnn.models`, which calls it."""
+import threading
+
+import numpy as np
+
+from crnn import engine, registry
+from crnn.layers.base import Layer, architecture, serialize_layer
+from crnn.saving import codec
+from crnn.saving.codec import check, one_line
+from crnn.saving.weights import named_weights, walk
+
+__all__ = ["build_model", "current_custom_objects", "custom_scope", "decode",
+           "deserialize", "encode", "from_model_config", "get_model_config",
+           "model_from_config", "model_kind", "resolve_class", "serialize",
+           "subclassed_error"]
+
+_local = threading.local()
+
+
+def encode(value, where, ref=None):
+    """:func:`crnn.saving.codec.encode` with layers (and models) inside ``value`` written
+    as ``{"__layer__": ...}`` (:func:`serialize`)."""
+    return codec.encode(value, where, ref, layer=serialize)
+
+
+def decode(value, ref=None, custom_objects=None):
+    """:func:`encode` undone, layers rebuilt by :func:`deserialize`."""
+    return codec.decode(value, ref, custom_objects, layer=deserialize)
+
+
+# -- layers by class name -----------------------------------------------------------------
+def resolve_class(name, custom_objects):
+    """The class a file names: from ``custom_objects``, else one of crnn's own layers
+    (never a class found by importing what the file names, and never a user's class the
+    caller did not pass)."""
+    if not isinstance(name, str):
+        raise ValueError(f"expected a class name (a string), got {name!r:.60}")
+    if custom_objects and name in custom_objects:
+        cls = custom_objects[name]
+        if not (isinstance(cls, type) and hasattr(cls, "from_config")):
+            raise ValueError(f"expected custom_objects[{name!r}] to be a class with "
+                             f"from_config, got {cls!r:.60}")
+        return cls
+    cls = registry.lookup(name)
+    if cls is not None:
+        return cls
+    raise ValueError(f"unknown layer class {name!r}: it is neither a crnn layer nor in "
+                     f"custom_objects")
+
+
+def serialize(layer):
+    """``{"class_name", "config"}`` of any layer with its config encoded as JSON data."""
+    if architecture(layer) is not None:
+        return get_model_config(layer)
+    try:
+        data = serialize_layer(layer)
+    except Exception as e:
+        raise ValueError(f"cannot save layer {layer.name!r} ({type(layer).__name__}): its "
+                         f"get_config failed: {one_line(e)}") from e
+    where = f"layer {layer.name!r} ({type(layer).__name__}) config"
+    return {"class_name": data["class_name"], "config": encode(data["config"], where)}
+
+
+def deserialize(data, custom_objects):
+    check(isinstance(data, dict) and isinstance(data.get("class_name"), str)
+          and isinstance(data.get("config", {}), dict),
+          "a layer as {'class_name': ..., 'config': {...}}", data)
+    cls = resolve_class(data["class_name"], custom_objects)
+    if isinstance(cls, type) and architecture(cls) is not None:
+        return build_model(cls, data.get("config", {}), custom_objects)[0]
+    config = decode(data.get("config", {}), None, custom_objects)
+    with custom_scope(custom_objects):  # for wrappers that deserialize their inner layer
+        return cls.from_config(config)
+
+
+class custom_scope:
+    """``custom_objects`` visible to :meth:`crnn.Model.from_config` when a wrapper's
+    ``from_config`` rebuilds a model inside it."""
+
+    def __init__(self, custom_objects):
+        self.custom_objects = custom_objects
+
+    def __enter__(self):
+        stack = _local.__dict__.setdefault("custom", [])
+        stack.append(self.custom_objects)
+
+    def __exit__(self, *exc):
+        _local.custom.pop()
+        return False
+
+
+def current_custom_objects():
+    merged = {}
+    for d in getattr(_local, "custom", []):
+        merged.update(d or {})
+    return merged or None
+
+
+# -- model architectures ------------------------------------------------------------------
+def model_kind(model):
+    kind = architecture(model)
+    if kind is None:
+        raise ValueError(f"expected a crnn.Model, got {type(model).__name__}")
+    return kind
+
+
+def subclassed_error(model, what):
+    return ValueError(
+        f"cannot {what} the subclassed model {model.name!r} ({type(model).__name__}): its "
+        f"architecture is Python code (its call), which a crnn file does not hold. Use "
+        f"model.save_weights(path); to load, build the model in code, call it on a batch "
+        f"and model.load_weights(path)")
+
+
+def _spec(t):
+    return {"shape": list(t.shape), "dtype": t.dtype.name, "name": t.name}
+
+
+def _placeholder(spec):
+    check(isinstance(spec, dict) and isinstance(spec.get("shape"), list)
+          and len(spec["shape"]) >= 1
+          and all(d is None or (isinstance(d, int) and d >= 0) for d in spec["shape"])
+          and isinstance(spec.get("dtype"), str),
+          "an input as {'shape': [...], 'dtype': ..., 'name': ...}", spec)
+    shape = spec["shape"]
+    return engine.Input(tuple(shape[1:]), dtype=spec["dtype"], name=spec.get("name"),
+                        batch_size=shape[0])
+
+
+def get_model_config(model):
+    """The architecture of a Sequential or functional model as JSON-compatible data.
+
+    Returns
+    -------
+    dict
+        ``{"class_name": ..., "config": ...}``; :func:`model_from_config` rebuilds the
+        model (with new weights) from it.
+
+    Raises
+    ------
+    ValueError
+        For a subclassed model, or a layer whose configuration holds something other
+        than data (a function given as an initializer, ...).
+    """
+    kind = model_kind(model)
+    if kind == "subclassed":
+        raise subclassed_error(model, "describe")
+    config = (_functional_config(model) if kind == "functional"
+              else _sequential_config(model))
+    return {"class_name": type(model).__name__, "config": config}
+
+
+def _sequential_config(model):
+    layers = model.layers
+    first = model._input
+    config = {"name": model.name,
+              "layers": [serialize(layer) for layer in layers],
+              "input": None if first is None else _spec(first),
+              "build_input": None}
+    if first is None and named_weights(layers):
+        spec = _probe_sequential_input(model)
+        if spec is None:
+            raise ValueError(
+                f"cannot save the Sequential {model.name!r}: it was built by a call, and "
+                f"no input shape was found that builds its layers again. Start it with "
+                f"crnn.Input(shape), or use save_weights")
+        config["build_input"] = spec
+    return config
+
+
+def _input_dim(layer):
+    """The ``input_dim`` a built layer (or the layer it wraps) records, or None."""
+    d = layer.__dict__.get("input_dim")
+    if isinstance(d, (int, np.integer)) and not isinstance(d, bool):
+        return int(d)
+    for attr in ("cell", "layer", "forward_layer"):
+        sub = layer.__dict__.get(attr)
+        if isinstance(sub, Layer):
+            return _input_dim(sub)
+    return None
+
+
+def _probe_sequential_input(model):
+    """An input spec that builds a Sequential's layers again, for one built by a call
+    (which records no input shape). Placeholders of a few likely shapes, ``(None, None,
+    D)`` first (sequences of ``D`` features), are traced through the built layers (tracing
+    does not change them); the first that gives fresh copies of the layers weights of the
+    same names and shapes is kept."""
+    layers = model.layers
+    D = next((d for d in map(_input_dim, layers) if d is not None), None)
+    floats = ([] if D is None else
+              [((None, None, D), layers[0].dtype.name), ((None, D), layers[0].dtype.name),
+               ((None, None, None, D), layers[0].dtype.name)])
+    ids = [((None, None), "int64"), ((None,), "int64")]
+    # an Embedding-like first layer (ids in, vectors out): its input_dim is the vocabulary
+    ids_first = "output_dim" in layers[0].__dict__
+    expected = {n: w.shape for n, w in named_weights(layers).items()}
+    classes = {type(layer).__name__: type(layer) for _, layer in walk(layers)}
+    for shape, dtype in (ids + floats if ids_first else floats + ids):
+        try:
+            x = engine.Input(shape[1:], dtype=dtype)
+            for layer in layers:
+                x = layer(x)
+                if isinstance(x, (list, tuple)):
+                    raise ValueError("more than one output")
+            fresh = [deserialize(serialize(layer), classes)
+                     for layer in layers]
+            x = engine.Input(shape[1:], dtype=dtype)
+            for layer in fresh:
+                x = layer(x)
+            got = {n: w.shape for n, w in named_weights(fresh).items()}
+        except Exception:
+            continue
+        if got == expected:
+            return {"shape": list(shape), "dtype": dtype, "name": None}
+    return None
+
+
+def _functional_config(model):
+    layers = list(model.layers)
+    layer_index = {id(layer): i for i, layer in enumerate(layers)}
+    nodes = list(model._nodes)
+    node_index = {id(node): i for i, node in enumerate(nodes)}
+    flat_inputs = engine.flatten(model.inputs)
+    input_index = {id(t): i for i, t in enumerate(flat_inputs)}
+
+    def ref(t):
+        if id(t) in input_index:
+            return {"__input__": input_index[id(t)]}
+        if t.node is None or id(t.node) not in node_index:
+            raise ValueError(f"the model {model.name!r} refers to a placeholder outside "
+                             f"its graph: {t!r}")
+        outs = t.node.outputs
+        k = next(i for i, o in enumerate(outs) if o is t)
+        return {"__tensor__": [node_index[id(t.node)], k]}
+
+    node_configs = []
+    for i, node in enumerate(nodes):
+        where = f"node {i} (a call of {node.layer.name!r})"
+        node_configs.append({
+            "layer": layer_index[id(node.layer)],
+            "args": encode(tuple(node.args), f"{where} args", ref),
+            "kwargs": encode(dict(node.kwargs), f"{where} kwargs", ref),
+        })
+    return {"name": model.name,
+            "layers": [serialize(layer) for layer in layers],
+            "nodes": node_configs,
+            "inputs": [_spec(t) for t in flat_inputs],
+            "input_structure": encode(model.inputs, "inputs", ref),
+            "output_structure": encode(model.outputs, "outputs", ref)}
+
+
+def model_from_config(data, custom_objects=None):
+    """Rebuild a model from :func:`get_model_config`'s output (new weights).
+
+    Parameters
+    ----------
+    data : dict
+        ``{"class_name": ..., "config": ...}``.
+    custom_objects : dict of str to class, optional
+        Classes the configuration names that are not crnn's own (user layers, a
+        subclass of Sequential or Model).
+    """
+    check(isinstance(data, dict) and isinstance(data.get("class_name"), str)
+          and isinstance(data.get("config"), dict),
+          "a model as {'class_name': ..., 'config': {...}}", data)
+    cls = resolve_class(data["class_name"], custom_objects)
+    return build_model(cls, data["config"], custom_objects)[0]
+
+
+def build_model(cls, config, custom_objects):
+    """``(model, layers)``: the model and its layers in the order of the config (the
+    order the weights are named by)."""
+    if not (isinstance(cls, type) and architecture(cls) is not None):
+        raise ValueError(f"expected a model class, got {cls!r:.60}")
+    check(isinstance(config, dict) and isinstance(config.get("layers"), list),
+          "a model config with 'layers'", config)
+    if "nodes" in config:
+        return _functional_from_config(cls, config, custom_objects)
+    if architecture(cls) == "sequential":
+        return _sequential_from_config(cls, config, custom_objects)
+    raise ValueError(f"expected the config of a Sequential or functional model for "
+                     f"{cls.__name__}, got keys {sorted(config)}")
+
+
+def _sequential_from_config(cls, config, custom_objects):
+    layers = [deserialize(d, custom_objects) for d in config["layers"]]
+    first = config.get("input")
+    stack = ([_placeholder(first)] if first is not None else []) + layers
+    model = cls(stack, name=config.get("name"))
+    build = config.get("build_input")
+    if first is None and build is not None:
+        x = _placeholder(build)
+        for layer in layers:  # builds each layer from the placeholder's shape
+            x = layer(x)
+    return model, layers
+
+
+def _functional_from_config(cls, config, custom_objects):
+    check(isinstance(config.get("nodes"), list) and isinstance(config.get("inputs"), list),
+          "a functional model config with 'nodes' and 'inputs'", config)
+    layers = [deserialize(d, custom_objects) for d in config["layers"]]
+    inputs = [_placeholder(spec) for spec in config["inputs"]]
+    node_outputs = []
+
+    def ref(key, body):
+        if key == "__input__":
+            check(isinstance(body, int) and 0 <= body < len(inputs),
+                  f"an input index below {len(inputs)}", body)
+            return inputs[body]
+        check(isinstance(body, list) and len(body) == 2
+              and all(isinstance(i, int) for i in body)
+              and 0 <= body[0] < len(node_outputs)
+              and 0 <= body[1] < len(node_outputs[body[0]]),
+              "a reference [node, output] to an earlier node's output", body)
+        return node_outputs[body[0]][body[1]]
+
+    for i, node in enumerate(config["nodes"]):
+        check(isinstance(node, dict) and isinstance(node.get("layer"), int)
+              and 0 <= node["layer"] < len(layers),
+              f"node {i} as {{'layer': <index below {len(layers)}>, 'args', 'kwargs'}}",
+              node)
+        args = decode(node.get("args", {"__tuple__": []}), ref, custom_objects)
+        kwargs = decode(node.get("kwargs", {}), ref, custom_objects)
+        check(isinstance(args, tuple) and isinstance(kwargs, dict)
+              and all(isinstance(k, str) for k in kwargs),
+              f"node {i} args as a tuple and kwargs as an object", node)
+        out = layers[node["layer"]](*args, **kwargs)
+        node_outputs.append(engine.flatten(out))
+    model_inputs = decode(config.get("input_structure"), ref, custom_objects)
+    model_outputs = decode(config.get("output_structure"), ref, custom_objects)
+    model = cls(inputs=model_inputs, outputs=model_outputs, name=config.get("name"))
+    return model, layers
+
+
+def from_model_config(cls, config, custom_objects=None):
+    """A model of class ``cls`` (a Sequential or functional model class) from the
+    architecture :meth:`crnn.Model.get_config` gives, with new weights (what
+    ``cls.from_config`` does). ``custom_objects`` defaults to those of the
+    :func:`load_model` in progress, if any."""
+    custom = custom_objects or current_custom_objects()
+    return build_model(cls, config, custom)[0]
