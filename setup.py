@@ -70,6 +70,10 @@ if (not OPENMP and os.environ.get("CRNN_NO_OPENMP", "0") != "1"
     print("crnn: the C compiler does not take -fopenmp; the packed LSTM GEMM runs on "
           "one thread", file=sys.stderr)
 
+# _optim's updates must round each operation as NumPy does (its twin, bit for bit): no
+# multiply-add contracted into an FMA where a -march flag would allow one.
+EXTRA_ARGS = {"_optim": ["-ffp-contract=off"]}
+
 # every src/crnn/<name>.pyx becomes the extension crnn.<name>
 modules = sorted(p.stem for p in Path("src/crnn").glob("*.pyx"))
 if os.environ.get("CRNN_BUILD_ONLY"):
@@ -80,7 +84,8 @@ extensions = [
         [f"src/crnn/{name}.pyx"],
         include_dirs=["src/crnn"],  # _simd.h
         depends=sorted(str(p) for p in Path("src/crnn").glob("*.h")),
-        extra_compile_args=compile_args + (OPENMP if name in OPENMP_MODULES else []),
+        extra_compile_args=(compile_args + (OPENMP if name in OPENMP_MODULES else [])
+                            + EXTRA_ARGS.get(name, [])),
         extra_link_args=OPENMP if name in OPENMP_MODULES else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

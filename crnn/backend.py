@@ -20,6 +20,8 @@ _MODULES = {
     ("reference", "gru"): "crnn.reference.gru",
     ("cython", "embedding"): "crnn._embedding",
     ("reference", "embedding"): "crnn.reference.embedding",
+    ("cython", "adam"): "crnn._optim",
+    ("reference", "adam"): "crnn.reference.optim",
 }
 
 

@@ -28,7 +28,8 @@ import numbers
 
 import numpy as np
 
-from crnn import registry
+from crnn import backend, registry
+from crnn.reference import optim as reference_optim
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -591,24 +592,13 @@ class Adam(Optimizer):
         b1, b2, t = dt(self.beta_1), dt(self.beta_2), dt(self.iterations + 1)
         one = dt(1)
         alpha = lr * np.sqrt(one - b2 ** t) / (one - b1 ** t)       # lr sqrt(1-b2^t)/(1-b1^t)
-        m, v = self._slots["m"][i], self._slots["v"][i]
-        s, u = self._scratch(i, p), self._scratch(i, p, 1)
-        np.subtract(g, m, out=s)
-        s *= one - b1
-        m += s                                                       # m += (g - m)(1 - b1)
-        np.multiply(g, g, out=s)
-        s -= v
-        s *= one - b2
-        v += s                                                       # v += (g^2 - v)(1 - b2)
-        if self.amsgrad:
-            v_hat = self._slots["v_hat"][i]
-            np.maximum(v_hat, v, out=v_hat)                          # v_hat = max(v_hat, v)
-            v = v_hat
-        np.sqrt(v, out=s)
-        s += dt(self.epsilon)
-        np.multiply(m, alpha, out=u)
-        u /= s
-        p -= u                                                       # w -= alpha m/(sqrt v+eps)
+        v_hat = self._slots["v_hat"][i] if self.amsgrad else None
+        # m, v (v_hat) and w in one pass (crnn._optim; its NumPy twin for arrays it
+        # does not take, e.g. a parameter that is a strided view)
+        fused = p.flags.c_contiguous and p.flags.writeable
+        kernels = backend.kernels("adam") if fused else reference_optim
+        kernels.adam_update(p, g, self._slots["m"][i], self._slots["v"][i], v_hat, alpha,
+                            self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
