@@ -53,7 +53,6 @@ Usage::
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 import crnn
+from bench_rnn import cpu_model  # benchmarks/ is this script's folder: on sys.path
 
 BATCH = 64
 LEARNING_RATE = 1e-3
@@ -269,17 +269,6 @@ def stop_load(procs):
         p.kill()
     for p in procs:
         p.wait()
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_model(name, libs, repeats, settle):
