@@ -704,14 +704,15 @@ cdef Py_ssize_t _split_items(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept no
 
 cdef void _split_block(const _split_job *j, floating *C, const floating *A,
                        const floating *B, Py_ssize_t i) noexcept nogil:
-    cdef int lo = <int> i * j.block
-    cdef int hi = min(lo + j.block, j.m if j.by_rows else j.n)
+    # offsets in Py_ssize_t: a row index times a row stride can pass 2**31 elements
+    cdef Py_ssize_t lo = i * j.block
+    cdef Py_ssize_t hi = min(lo + j.block, <Py_ssize_t> (j.m if j.by_rows else j.n))
     if j.by_rows:   # rows lo:hi of C = rows lo:hi of op(A) @ op(B)
-        blas_gemm(j.ta, j.tb, hi - lo, j.n, j.k, <floating> j.alpha,
+        blas_gemm(j.ta, j.tb, <int> (hi - lo), j.n, j.k, <floating> j.alpha,
                   A + (lo * j.lda if j.ta == NoTrans else lo), j.lda, B, j.ldb,
                   <floating> j.beta, C + lo * j.ldc, j.ldc)
     else:           # columns lo:hi of C = op(A) @ columns lo:hi of op(B)
-        blas_gemm(j.ta, j.tb, j.m, hi - lo, j.k, <floating> j.alpha, A, j.lda,
+        blas_gemm(j.ta, j.tb, j.m, <int> (hi - lo), j.k, <floating> j.alpha, A, j.lda,
                   B + (lo if j.tb == NoTrans else lo * j.ldb), j.ldb,
                   <floating> j.beta, C + lo, j.ldc)
 
