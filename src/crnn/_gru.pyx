@@ -276,23 +276,17 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
                                        db + G, dh_next + i * H, dhs + (i * T + t) * ld_dhs,
                                        gates + i * TG + t * G, hn + i * TH + t * H,
                                        h_prev + i * ld_prev, H, act, ract)
-            if mask == NULL:
-                # 2b. dh_next += dg[:, t] @ W_h^T
-                if floating is float and Wp != NULL:
-                    packed_product(dg + t * G, TG, NULL, 0, <float *> Wp, dh_next, H, B, H,
-                                   G, True, 1)
-                else:
-                    gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
-                         dg + t * G, <int> TG, W_rec, ld_rec, <floating> 1.0, dh_next,
-                         <int> H)
+            # 2b. dh_next += dg[:, t] @ W_h^T, or with a mask dhm = dg[:, t] @ W_h^T and
+            # dh_next += dhm * m
+            target = dh_next if mask == NULL else dhm
+            if floating is float and Wp != NULL:
+                packed_product(dg + t * G, TG, NULL, 0, <float *> Wp, target, H, B, H, G,
+                               mask == NULL, 1)
             else:
-                # 2b. dhm = dg[:, t] @ W_h^T;  dh_next += dhm * m
-                if floating is float and Wp != NULL:
-                    packed_product(dg + t * G, TG, NULL, 0, <float *> Wp, dhm, H, B, H, G,
-                                   False, 1)
-                else:
-                    gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
-                         dg + t * G, <int> TG, W_rec, ld_rec, <floating> 0.0, dhm, <int> H)
+                gemm(NoTrans, t_rec, <int> B, <int> H, <int> G, <floating> 1.0,
+                     dg + t * G, <int> TG, W_rec, ld_rec,
+                     <floating> (1.0 if mask == NULL else 0.0), target, <int> H)
+            if mask != NULL:
                 for k in range(B * H):
                     dh_next[k] += dhm[k] * mask[k]
         else:
@@ -377,10 +371,11 @@ def _force_path(path):
 
 def _packed_product(Py_ssize_t B, Py_ssize_t H, bint inference):
     """Whether the float32 reset_after forward makes its products (``x @ W_x`` and, at
-    every step, ``hm @ W_h``) with _lstm's packed GEMM rather than OpenBLAS: from
-    ``B * 3H * H >= PACKED_MIN_WORK``, in :func:`gru_inference`, and in
-    :func:`gru_forward` while crnn computes (crnn/cores.py: OpenBLAS on one thread, so
-    that no idle OpenBLAS worker spins beside the pool; see gru_inference). OpenBLAS packs W_h again at every call (at (128, 100, 512,
+    every step, ``hm @ W_h``; in gru_backward, every step's ``dg_t @ W_h^T``) with
+    _lstm's packed GEMM rather than OpenBLAS: from ``B * 3H * H >= PACKED_MIN_WORK``, in
+    :func:`gru_inference`, and in training while crnn computes (crnn/cores.py: OpenBLAS
+    on one thread, so that no idle OpenBLAS worker spins beside the pool; see
+    gru_inference). OpenBLAS packs W_h again at every call (at (128, 100, 512,
     1024) its copy routine took 13% of the forward); the packed GEMM packs it once per
     call. The rest of the step (the fused pass) stays on the calling thread. Measured,
     inference, quiet machine, medians (packed / OpenBLAS, ms): (32, 50, 32, 64) 0.63 /
