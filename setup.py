@@ -61,8 +61,8 @@ def openmp_flags():
 
 
 # The modules built with OpenMP (_lstm: the packed path of _lstm_packed.h runs on a
-# thread pool of its own, src/crnn/_pgemm.h, as many threads as OpenMP's default,
-# OMP_NUM_THREADS; without OpenMP it runs on the calling thread alone).
+# thread pool of its own, src/crnn/_pgemm.h, as many threads as crnn.set_num_threads
+# says, crnn/cores.py; without OpenMP it runs on the calling thread alone).
 OPENMP_MODULES = {"_lstm"}
 OPENMP = openmp_flags()
 if (not OPENMP and os.environ.get("CRNN_NO_OPENMP", "0") != "1"

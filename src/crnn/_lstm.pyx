@@ -671,9 +671,8 @@ def _packed_isa(isa=None):
 
 
 def _packed_threads(n=None):
-    """Test hook: the packed loops' thread count (OpenMP's setting, OMP_NUM_THREADS, for
-    this thread's later calls: the pool of _pgemm.h runs that many; always 1 without
-    OpenMP); with ``n``, set it first."""
+    """The pool's thread count (_pgemm.h, one setting for the process: crnn.cores
+    sets and reads it; always 1 without OpenMP); with ``n``, set it first."""
     if n is not None:
         if n < 1:
             raise ValueError(f"expected a thread count >= 1, got {n}")
@@ -738,7 +737,7 @@ cdef bint _split_gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k, double 
     j.block = ((dim + nth - 1) // nth + 7) // 8 * 8   # whole 8-row (column) blocks
     j.nblocks = (dim + j.block - 1) // j.block
     j.ta, j.tb, j.m, j.n, j.k = ta, tb, m, n, k
-    j.lda, j.ldb, j.ldc = max(lda, 1), max(ldb, 1), max(ldc, 1)
+    j.lda, j.ldb, j.ldc = lda, ldb, ldc   # each >= 1: gemm splits only non-empty products
     j.alpha, j.beta, j.A, j.B, j.C, j.dbl = alpha, beta, A, B, C, dbl
     j.w.items = _split_items
     j.w.run = _split_run

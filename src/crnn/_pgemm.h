@@ -365,13 +365,15 @@ static inline void crnn_pg_chunk_rows(Py_ssize_t M, Py_ssize_t nq, Py_ssize_t q,
 /* import), one setting for the process, whatever thread calls; before it is set,     */
 /* OpenMP's default. Without OpenMP (setup.py) one thread.                              */
 
+#define CRNN_PG_MAX_SLOTS 64  /* at most this many threads */
+
 #ifdef _OPENMP
 #include <omp.h>
 static int crnn_pg_threads = 0;  /* 0: not set */
 static inline int crnn_pg_max_threads(void)
 {
     const int n = __atomic_load_n(&crnn_pg_threads, __ATOMIC_RELAXED);
-    return n > 0 ? (n < 64 ? n : 64) : omp_get_max_threads();
+    return n > 0 ? (n < CRNN_PG_MAX_SLOTS ? n : CRNN_PG_MAX_SLOTS) : omp_get_max_threads();
 }
 static inline void crnn_pg_set_threads(int n)
 {
@@ -441,7 +443,6 @@ static inline void crnn_pg_pause(void)
  * accumulate into is indexed by the item (e.g. the backward's db by row chunk), never by
  * the thread that ran it, so results do not depend on who ran what; only the staging
  * tiles of the forward are the running thread's (its slot). */
-#define CRNN_PG_MAX_SLOTS 64
 
 typedef struct crnn_pg_work crnn_pg_work_t;
 struct crnn_pg_work {
@@ -626,7 +627,7 @@ static int crnn_pg_work_on(crnn_pg_work_t *w, int slot, int wait)
 }
 
 /* The pool: nth - 1 persistent worker threads of our own (pthreads, started on first
- * use), where the build has OpenMP (its thread count says how many) and pthreads.
+ * use), where the build has OpenMP and pthreads (crnn_pg_max_threads says how many).
  *
  * The caller publishes the job, works on it itself from slot 0, and at the end waits
  * only for workers that are inside it: a worker joins (CAS on ctl: count + 1, only while
