@@ -206,6 +206,7 @@ class Optimizer:
         self._slots = None      # {slot name: [array per parameter]} once built
         self._shapes = None     # [(shape, dtype) per parameter] once built
         self._pending = None    # state from set_state waiting for the parameters
+        self._scratch_arrays = {}  # (parameter, k) -> a temporary of its shape (_scratch)
 
     # learning rate -------------------------------------------------------------------------
     @property
@@ -341,13 +342,12 @@ class Optimizer:
         raise NotImplementedError
 
     def _scratch(self, i, p, k=0):
-        """Scratch array ``k`` of ``p``'s shape and dtype, made once per parameter: the
-        updates run in place, with no temporary array per step."""
-        scratch = self.__dict__.setdefault("_scratch_arrays", {})
-        key = (i, k)
-        a = scratch.get(key)
-        if a is None or a.shape != p.shape or a.dtype != p.dtype:
-            a = scratch[key] = np.empty_like(p)
+        """Scratch array ``k`` of ``p``'s shape and dtype, made once per parameter (every
+        apply has the parameters of the build): the updates run in place, with no
+        temporary array per step."""
+        a = self._scratch_arrays.get((i, k))
+        if a is None:
+            a = self._scratch_arrays[i, k] = np.empty_like(p)
         return a
 
     # config and state ----------------------------------------------------------------------
