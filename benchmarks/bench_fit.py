@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 import crnn
-from bench_rnn import cpu_model  # benchmarks/ is this script's folder: on sys.path
+from bench_rnn import cpu_model, sgemm_peak  # benchmarks/ (this folder) is on sys.path
 
 BATCH = 64
 LEARNING_RATE = 1e-3
@@ -74,15 +74,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 # -- the models ---------------------------------------------------------------------------
-class Spec:
-    """One benchmark model: its data and its three builds."""
-
-    def __init__(self, name, title, data, crnn_model, torch_model, keras_model, loss):
-        self.name, self.title, self.data = name, title, data
-        self.crnn_model, self.torch_model, self.keras_model = crnn_model, torch_model, keras_model
-        self.loss = loss  # "binary", "mse" or "sparse"
-
-
 def ids_data(n, T, vocab, labels):
     """``n`` sequences of ``T`` ids in ``[0, vocab)`` and their targets: ``labels`` an int
     for one class label per sequence (-1: one per step, as many classes as ``vocab``)."""
@@ -244,15 +235,6 @@ def torch_trainer(torch, name, x, y):
 
 
 # -- the run ------------------------------------------------------------------------------------
-def sgemm_peak(repeats=5, n=2048):
-    """GFLOP/s of the best of ``repeats`` float32 ``n``-cubed products (SciPy's OpenBLAS)."""
-    from scipy.linalg.blas import sgemm
-    a = np.ones((n, n), dtype=np.float32, order="F")
-    sgemm(1.0, a, a)
-    best = min(_timed(lambda: sgemm(1.0, a, a)) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
-
-
 def _timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -344,7 +326,7 @@ def main(argv=None):
     if args.threads is not None:
         crnn.set_num_threads(args.threads)
     libs, notes = libraries(args)
-    peak = sgemm_peak()
+    peak = sgemm_peak(None)["openblas"]
     print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; threads per library: "
           f"{crnn.get_num_threads()}; SGEMM peak (SciPy's OpenBLAS): {peak:.1f} GFLOP/s; "
           f"busy processes beside: {args.load}")

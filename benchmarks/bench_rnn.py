@@ -33,13 +33,14 @@ alike. The table reports the MEDIAN time (the JSON also the minimum and every ra
 
 Before each timed call the harness sleeps ``--settle`` seconds, then makes ``--warmup``
 untimed calls of the same implementation. The three implementations run on different
-thread pools (crnn: SciPy's OpenBLAS; reference: NumPy's OpenBLAS; torch: OpenMP), whose
+thread pools (crnn: its own, with OpenBLAS on one thread, see crnn.cores; reference:
+NumPy's OpenBLAS; torch: OpenMP), whose
 idle workers spin for a while after each call; back to back, one implementation's
 spinning pool steals the cores of the next (measured on 2 cores: torch ~8x slower at the
 small shape, crnn ~9x). The sleep lets the previous pool go idle, the untimed
 calls wake this implementation's own pool, so each timed call runs as it would in a loop
 of calls in a process of its own (checked against such loops: within noise). Torch runs
-with the thread count of the OpenBLAS that crnn uses (as reported by threadpoolctl). A
+on as many threads as crnn (``crnn.get_num_threads()``). A
 first call per implementation also checks that they agree (max abs difference of the
 outputs and of dx, printed under the table).
 
@@ -179,17 +180,13 @@ def cpu_model():
 
 
 def environment(torch):
-    """Versions, CPU, thread pools; sets torch's threads to the BLAS thread count."""
+    """Versions, CPU, thread pools; sets torch's threads to crnn's."""
     import scipy
     import crnn._simple_rnn  # noqa: F401  (loads the BLAS crnn uses before we look)
     pools = threadpools()
-    n = blas_threads(pools)
-    torch_threads_note = None
+    n = crnn.get_num_threads()
     if torch is not None:
-        if n is not None:
-            torch.set_num_threads(n)
-        else:
-            torch_threads_note = "BLAS threads unknown: torch keeps its default"
+        torch.set_num_threads(n)
         pools = threadpools()  # after set_num_threads, to show torch's pool as set
     return {
         "python": platform.python_version(),
@@ -200,9 +197,9 @@ def environment(torch):
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-        "blas_threads": n,
+        "blas_threads": blas_threads(pools),
+        "crnn_threads": n,
         "torch_threads": None if torch is None else torch.get_num_threads(),
-        "torch_threads_note": torch_threads_note,
         "threadpools": pools,
     }
 
@@ -221,8 +218,8 @@ def print_environment(env, torch_note):
                   f"num_threads={p['num_threads']}  ({p['prefix']} {p['version'] or ''} "
                   f"in {where})")
     if env["torch"] is not None:
-        print(f"torch.get_num_threads(): {env['torch_threads']}"
-              + (f"  ({env['torch_threads_note']})" if env["torch_threads_note"] else ""))
+        print(f"crnn.get_num_threads(): {env['crnn_threads']}  "
+              f"torch.get_num_threads(): {env['torch_threads']}")
     if torch_note:
         print(torch_note)
 
