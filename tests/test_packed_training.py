@@ -2,24 +2,16 @@
 products and gru_backward's per-step product with W_h^T run on _lstm's pool when forced
 (_force_path("packed")) or, by size, while crnn computes (crnn.cores.computing); they must
 match the NumPy reference forward and backward as the BLAS path does."""
+import contextlib
+
 import numpy as np
 import pytest
 
+from conftest import assert_close
 from crnn import _gru as fast, cores
-from crnn.reference import gru as ref
+from kernel_cases import BY_ID, output_grads, problem
 
-
-def problem(rng, B, T, D, H):
-    f = np.float32
-    return (rng.standard_normal((B, T, D)).astype(f), rng.standard_normal((B, H)).astype(f),
-            (rng.standard_normal((D, 3 * H)) / np.sqrt(D)).astype(f),
-            (rng.standard_normal((H, 3 * H)) / np.sqrt(H)).astype(f),
-            (0.1 * rng.standard_normal((2, 3 * H))).astype(f))
-
-
-def close(a, e, name):
-    scale = max(1.0, float(np.abs(e).max()))
-    np.testing.assert_allclose(a, e, rtol=2e-4, atol=2e-4 * scale, err_msg=name)
+GRU = BY_ID["gru"]  # reset_after=True
 
 
 @pytest.fixture
@@ -28,51 +20,54 @@ def gru_path():
     fast._force_path(None)
 
 
+def fast_and_reference(args, real, given):
+    """Forward and backward of both backends (the backward fed the reference's forward,
+    as test_kernels does): ``(outs, grads)`` of each."""
+    B, T, _ = args["x"].shape
+    H = args["h0"].shape[1]
+    dhs, lasts = output_grads(GRU, np.random.default_rng(B + T), B, T, H, np.float32, given)
+    out_ref = GRU.forward("reference", args, mask=real)
+    out_fast = GRU.forward("cython", args, mask=real)
+    g_ref = GRU.backward("reference", args, out_ref, dhs, lasts, mask=real)
+    g_fast = GRU.backward("cython", args, out_ref, dhs, lasts, mask=real)
+    return (out_fast, g_fast), (out_ref, g_ref)
+
+
 @pytest.mark.parametrize("how", ["forced", "by size while computing"])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (13, 4, 5, 70), (64, 6, 40, 64)])
 @pytest.mark.parametrize("dropout", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
-@pytest.mark.parametrize("grads", ["both", "sequence", "last"])
-def test_packed_training_matches_reference(gru_path, how, shape, dropout, padded, grads):
+@pytest.mark.parametrize("given", [(True, True), (True, False), (False, True)],
+                         ids=["both", "sequence", "last"])
+def test_packed_training_matches_reference(gru_path, how, shape, dropout, padded, given):
     rng = np.random.default_rng(sum(shape) + 7 * dropout + 3 * padded)
     B, T, D, H = shape
-    x, h0, W_x, W_h, b = problem(rng, B, T, D, H)
-    m = ((rng.random((B, H)) < 0.8) / 0.8).astype(np.float32) if dropout else None
-    mask = rng.random((B, T)) < 0.7 if padded else None
-    dhs = rng.standard_normal((B, T, H)).astype(np.float32) if grads != "last" else None
-    dl = rng.standard_normal((B, H)).astype(np.float32) if grads != "sequence" else None
+    args = problem(GRU, rng, B, T, D, H, np.float32, mask=dropout)
+    real = rng.random((B, T)) < 0.7 if padded else None
     if how == "forced":
         gru_path("packed")
-        out = fast.gru_forward(x, h0, W_x, W_h, b, True, recurrent_mask=m, mask=mask)
-        g = fast.gru_backward(x, h0, W_x, W_h, *out, dhs, dl, True, recurrent_mask=m,
-                              mask=mask)
+        scope = contextlib.nullcontext()
     else:
-        with cores.computing():
+        scope = cores.computing()
+    with scope:
+        if how != "forced":
             assert fast._packed_product(B, H, False) == (B * 3 * H * H >= 2 ** 17)
-            out = fast.gru_forward(x, h0, W_x, W_h, b, True, recurrent_mask=m, mask=mask)
-            g = fast.gru_backward(x, h0, W_x, W_h, *out, dhs, dl, True, recurrent_mask=m,
-                                  mask=mask)
-    e_out = ref.gru_forward(x, h0, W_x, W_h, b, True, recurrent_mask=m, mask=mask)
-    e_g = ref.gru_backward(x, h0, W_x, W_h, *e_out, dhs, dl, True, recurrent_mask=m,
-                           mask=mask)
-    for name, a, e in zip(["hs", "gates", "hn"], out, e_out):
-        close(a, e, name)
-    for name, a, e in zip(["dx", "dh0", "dW_x", "dW_h", "db"], g, e_g):
-        assert a.shape == e.shape and a.dtype == np.float32, name
-        close(a, e, name)
+        (out_fast, g_fast), (out_ref, g_ref) = fast_and_reference(args, real, given)
+    for name, a, e in zip(GRU.outputs, out_fast, out_ref):
+        assert_close(a, e, np.float32, err_msg=name)
+    for name, a, e in zip(GRU.params, g_fast, g_ref):
+        assert a.shape == args[name].shape and a.dtype == np.float32, "d" + name
+        assert_close(a, e, np.float32, err_msg="d" + name)
 
 
 def test_packed_backward_differs_from_blas_only_in_rounding(gru_path):
-    rng = np.random.default_rng(3)
-    x, h0, W_x, W_h, b = problem(rng, 64, 5, 48, 128)
-    dhs = rng.standard_normal((64, 5, 128)).astype(np.float32)
+    args = problem(GRU, np.random.default_rng(3), 64, 5, 48, 128, np.float32)
     results = []
     for path in ("packed", "blas"):
         gru_path(path)
-        out = fast.gru_forward(x, h0, W_x, W_h, b)
-        results.append(fast.gru_backward(x, h0, W_x, W_h, *out, dhs, None))
-    for name, a, e in zip(["dx", "dh0", "dW_x", "dW_h", "db"], *results):
-        close(a, e, name)
+        results.append(fast_and_reference(args, None, (True, False))[0][1])
+    for name, a, e in zip(GRU.params, *results):
+        assert_close(a, e, np.float32, err_msg="d" + name)
 
 
 def test_outside_crnns_computations_training_stays_on_blas():
