@@ -25,6 +25,7 @@ import contextlib
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,7 +36,7 @@ try:  # threadpoolctl reaches the BLAS libraries of NumPy and SciPy; without it 
 except ImportError:  # pragma: no cover - threadpoolctl is a dependency
     ThreadpoolController = None
 
-__all__ = ["computing", "get_num_threads", "set_num_threads", "threads"]
+__all__ = ["computing", "concurrently", "get_num_threads", "set_num_threads", "threads"]
 
 
 def _check(n):
@@ -97,6 +98,69 @@ def threads(n):
         yield n
     finally:
         set_num_threads(before)
+
+
+# -- independent computations at once ---------------------------------------------------
+_helpers = None    # the threads that run concurrently()'s other tasks, made on first use
+
+
+def _forget_helpers():
+    global _helpers
+    _helpers = None   # a forked child has none of the parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
+
+
+def _with_threads(task, n):
+    def run():
+        before = _lstm._local_threads()
+        _lstm._local_threads(n)
+        try:
+            return task()
+        finally:
+            _lstm._local_threads(before)
+    return run
+
+
+def concurrently(*tasks):
+    """Run independent tasks (callables without arguments) at once and return their
+    results in order: the first on the calling thread, each other one on a thread of
+    its own, crnn's threads shared among them (with 2 threads and 2 tasks, one each).
+
+    Why: a small recurrent kernel gains little from a second thread (a barrier a time
+    step), while two kernels that do not depend on each other, such as the two
+    directions of a Bidirectional layer, each keep one thread busy without any. With
+    one thread, or one task, they run one after the other on the calling thread. The
+    first exception raised (in task order) is raised here, after every task ended.
+    """
+    global _helpers
+    n = get_num_threads()
+    if len(tasks) < 2 or n < 2:
+        return [task() for task in tasks]
+    k = min(len(tasks), n)   # tasks beyond n threads queue behind the others
+    share = n // k
+    if _helpers is None or _helpers._max_workers < k - 1:
+        if _helpers is not None:
+            _helpers.shutdown(wait=False)
+        _helpers = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="crnn")
+    futures = [_helpers.submit(_with_threads(task, share)) for task in tasks[1:]]
+    errors = []
+    try:
+        first = _with_threads(tasks[0], n - share * (k - 1))()
+    except BaseException as e:   # wait for the others before raising
+        errors.append(e)
+        first = None
+    results = [first]
+    for f in futures:
+        try:
+            results.append(f.result())
+        except BaseException as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+    return results
 
 
 # -- the BLAS libraries inside crnn's computations ------------------------------------------

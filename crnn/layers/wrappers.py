@@ -345,11 +345,20 @@ class Bidirectional(Layer):
         self._check_shape(_shape_of(inputs))
         forward_state, backward_state = self._split_states(initial_state)
         self._maybe_build(_shape_of(inputs))
-        y = self.forward_layer(inputs, initial_state=forward_state, training=training,
-                               mask=mask, lengths=lengths)
-        # (the backward layer reverses the mask with the sequence: see the docstring)
-        y_rev = self.backward_layer(inputs, initial_state=backward_state,
-                                    training=training, mask=mask, lengths=lengths)
+        # The two directions are independent: they run at once, on a thread each
+        # (crnn.cores.concurrently), forward and backward. The backward layer reverses
+        # the mask with the sequence: see the docstring.
+        f, b = self.forward_layer, self.backward_layer
+        if type(f).call is RNN.call and type(b).call is RNN.call:
+            y, y_rev = engine.run_concurrently([
+                f._primitive_call(inputs, forward_state, training, mask, lengths),
+                b._primitive_call(inputs, backward_state, training, mask, lengths)])
+            y, y_rev = f._call_result(y), b._call_result(y_rev)
+        else:   # a subclass's own call: one after the other
+            y = f(inputs, initial_state=forward_state, training=training, mask=mask,
+                  lengths=lengths)
+            y_rev = b(inputs, initial_state=backward_state, training=training, mask=mask,
+                      lengths=lengths)
         states = []
         if self.return_state:
             states = list(y[1:]) + list(y_rev[1:])

@@ -91,6 +91,8 @@ cdef extern from "_lstm_packed.h" nogil:
     int pg_isa "crnn_pg_isa"()
     int pg_max_threads "crnn_pg_max_threads"()
     void pg_set_threads "crnn_pg_set_threads"(int n)
+    void pg_set_local_threads "crnn_pg_set_local_threads"(int n)
+    int pg_local_count "crnn_pg_local_count"()
     float *pg_align "crnn_pg_align"(float *p)
     ctypedef struct crnn_pg_work_t:
         Py_ssize_t (*items)(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil
@@ -678,6 +680,17 @@ def _packed_threads(n=None):
             raise ValueError(f"expected a thread count >= 1, got {n}")
         pg_set_threads(n)
     return pg_max_threads()
+
+
+def _local_threads(n=None):
+    """The calling thread's own thread count (0: the process's), which the kernels it
+    runs use instead of the process's while it is set (crnn.cores.concurrently); with
+    ``n``, set it first (0 to unset)."""
+    if n is not None:
+        if n < 0:
+            raise ValueError(f"expected a thread count >= 0, got {n}")
+        pg_set_local_threads(n)
+    return pg_local_count()
 
 
 # -- any product on the pool -----------------------------------------------------------
