@@ -132,8 +132,12 @@ def concurrently(*tasks):
     Why: a small recurrent kernel gains little from a second thread (a barrier a time
     step), while two kernels that do not depend on each other, such as the two
     directions of a Bidirectional layer, each keep one thread busy without any. With
-    one thread, or one task, they run one after the other on the calling thread. The
-    first exception raised (in task order) is raised here, after every task ended.
+    one thread, or one task, they run one after the other on the calling thread; and a
+    task that no helper thread has started by the time the calling thread is done with
+    its own runs there too (on a busy machine a helper may wait for a CPU), on the
+    threads a helper would have had: the results do not depend on which thread ran
+    what. The first exception raised (in task order) is raised here, after every task
+    ended.
     """
     global _helpers
     n = get_num_threads()
@@ -145,19 +149,27 @@ def concurrently(*tasks):
         if _helpers is not None:
             _helpers.shutdown(wait=False)
         _helpers = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="crnn")
-    futures = [_helpers.submit(_with_threads(task, share)) for task in tasks[1:]]
-    errors = []
-    try:
-        first = _with_threads(tasks[0], n - share * (k - 1))()
-    except BaseException as e:   # wait for the others before raising
-        errors.append(e)
-        first = None
-    results = [first]
-    for f in futures:
+    claims = [threading.Lock() for _ in tasks[1:]]   # held by whoever runs the task
+
+    def offer(claim, task):
+        def run():
+            if claim.acquire(blocking=False):
+                return _with_threads(task, share)()
+            return None                              # the calling thread took it
+        return run
+    futures = [_helpers.submit(offer(c, t)) for c, t in zip(claims, tasks[1:])]
+    results, errors = [], []
+    for i, task in enumerate(tasks):
         try:
-            results.append(f.result())
-        except BaseException as e:
+            if i == 0:
+                results.append(_with_threads(task, n - share * (k - 1))())
+            elif claims[i - 1].acquire(blocking=False):   # not started elsewhere: here,
+                results.append(_with_threads(task, share)())   # as a helper would
+            else:
+                results.append(futures[i - 1].result())
+        except BaseException as e:   # the others still end before this raises
             errors.append(e)
+            results.append(None)
     if errors:
         raise errors[0]
     return results

@@ -155,17 +155,43 @@ def _seen():
     return threading.get_ident(), crnn.get_num_threads(), _lstm._local_threads()
 
 
+def _meeting(parties):
+    """A task that returns _seen() once `parties` tasks are running at once."""
+    barrier = threading.Barrier(parties, timeout=30)
+
+    def task():
+        barrier.wait()
+        return _seen()
+    return task
+
+
 def test_concurrently_shares_the_threads_and_keeps_the_order():
     crnn.set_num_threads(2)
-    (caller, n0, l0), (other, n1, l1) = cores.concurrently(_seen, _seen)
+    meet = _meeting(2)
+    (caller, n0, l0), (other, n1, l1) = cores.concurrently(meet, meet)
     assert caller == threading.get_ident() != other
     assert (n0, l0, n1, l1) == (1, 1, 1, 1)      # one thread each
     assert _lstm._local_threads() == 0 and crnn.get_num_threads() == 2  # unset after
     crnn.set_num_threads(5)
-    seen = cores.concurrently(_seen, _seen, _seen)
+    meet = _meeting(3)
+    seen = cores.concurrently(meet, meet, meet)
     assert [s[1] for s in seen] == [3, 1, 1]
     assert seen[0][0] == threading.get_ident() not in (seen[1][0], seen[2][0])
     assert cores.concurrently(lambda: 7) == [7] and cores.concurrently() == []
+
+
+def test_concurrently_runs_here_what_no_helper_started():
+    crnn.set_num_threads(2)
+    cores.concurrently(_seen, _seen)          # the helper thread exists
+    release = threading.Event()
+    blocker = cores._helpers.submit(release.wait, 30)   # ... and is busy
+    try:
+        seen = cores.concurrently(_seen, _seen)
+    finally:
+        release.set()
+    blocker.result()
+    assert {s[0] for s in seen} == {threading.get_ident()}
+    assert seen[1][1:] == (1, 1)              # on the one thread a helper would have had
 
 
 def test_concurrently_on_one_thread_runs_in_turn_here():

@@ -145,6 +145,25 @@ class TimeDistributed(Layer):
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
+class _JoinDirections(engine.Op, register=False):
+    """Bidirectional's ``"concat"`` merge of whole sequences: ``y (B, T, H_f)`` and
+    ``y_rev (B, T, H_b)``, the backward layer's outputs in its own step order, into
+    ``[y_t, y_rev_{T-1-t}]`` along the last axis, written once (a reversal and then a
+    concatenation copy the backward layer's outputs twice)."""
+
+    def _forward(self, inputs):
+        y, y_rev = inputs
+        H = y.shape[2]
+        out = np.empty(y.shape[:2] + (H + y_rev.shape[2],), dtype=y.dtype)
+        out[:, :, :H] = y
+        out[:, :, H:] = y_rev[:, ::-1]   # the backward layer's step k saw x_{T-1-k}
+        return [out], H
+
+    def _backward(self, H, d_outputs):
+        d = d_outputs[0]
+        return [d[:, :, :H], d[:, ::-1, H:]], None
+
+
 class Bidirectional(Layer):
     """A recurrent layer run over the sequence in both directions (Keras's
     ``Bidirectional``).
@@ -363,10 +382,13 @@ class Bidirectional(Layer):
         if self.return_state:
             states = list(y[1:]) + list(y_rev[1:])
             y, y_rev = y[0], y_rev[0]
-        if self.return_sequences:
-            # the backward layer's step k saw x_{T-1-k}: reverse it back to time order
-            y_rev = ops.getitem(y_rev, (slice(None), slice(None, None, -1)))
-        output = self._merge(y, y_rev)
+        if self.return_sequences and self.merge_mode == "concat":
+            output = _JoinDirections(name="join_directions").call([y, y_rev])
+        else:
+            if self.return_sequences:
+                # the backward layer's step k saw x_{T-1-k}: reverse it back to time order
+                y_rev = ops.getitem(y_rev, (slice(None), slice(None, None, -1)))
+            output = self._merge(y, y_rev)
         if not self.return_state:
             return output
         return (output if self.merge_mode is None else [output]) + states
