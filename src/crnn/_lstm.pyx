@@ -87,6 +87,7 @@ cdef extern from "_lstm_packed.h" nogil:
         const float *gates, const float *dhs, Py_ssize_t ld_dhs, const float *m,
         const unsigned char *real, float *dh_pad, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
         Py_ssize_t H, int threads)
+    int lp_split "crnn_lp_split"
     int pg_force_isa "crnn_pg_force_isa"(int isa)
     int pg_isa "crnn_pg_isa"()
     int pg_max_threads "crnn_pg_max_threads"()
@@ -300,6 +301,19 @@ def _force_path(path):
     if path not in (None, "packed", "blas"):
         raise ValueError(f"expected None, 'packed' or 'blas', got {path!r}")
     previous, _forced_path = _forced_path, path
+    return previous
+
+
+def _force_split(split):
+    """Test hook: split the packed time loop over the threads by ``"rows"`` or by
+    ``"units"`` (_lstm_packed.h, crnn_lp_by_rows), or (None) choose by shape; returns the
+    previous setting."""
+    global lp_split
+    codes = {None: -1, "units": 0, "rows": 1}
+    if split not in codes:
+        raise ValueError(f"expected None, 'units' or 'rows', got {split!r}")
+    previous = {v: k for k, v in codes.items()}[lp_split]
+    lp_split = codes[split]
     return previous
 
 
