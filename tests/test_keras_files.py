@@ -62,6 +62,10 @@ def _models(keras):
     z = L.Bidirectional(L.SimpleRNN(2, return_sequences=True), merge_mode="sum")(z)
     z = L.Flatten()(z)
     out["gru_reset_before"] = (keras.Model(inp, L.Dense(2)(z)), x3)
+    inner = keras.Sequential([keras.Input((None, 3)), L.LSTM(4, return_sequences=True),
+                              L.Dense(2)])
+    inp = keras.Input((None, 3))
+    out["nested_sequential"] = (keras.Model(inp, L.Dense(1)(L.GRU(3)(inner(inp)))), x3)
     for model, _ in out.values():   # weights away from their initial values
         weights = model.get_weights()
         model.set_weights([w + rng.uniform(-0.3, 0.3, size=w.shape).astype(w.dtype)
@@ -82,7 +86,8 @@ def keras_models():
 
 @pytest.mark.parametrize("name", ["many_to_one", "many_to_many",
                                   "embedding_mask_zero_bigru", "encoder_decoder",
-                                  "stacked_lstm_dropout", "gru_reset_before"])
+                                  "stacked_lstm_dropout", "gru_reset_before",
+                                  "nested_sequential"])
 def test_keras_models_load_and_predict_equally(name, keras_models, tmp_path):
     keras, models = keras_models
     model, x = models[name]
