@@ -12,6 +12,7 @@ from crnn.saving.architecture import (build_model, custom_scope, get_model_confi
                                       model_kind, resolve_class, subclassed_error)
 from crnn.saving.codec import check, one_line
 from crnn.saving.compile import compile_config, restore_compile
+from crnn.saving.keras_format import is_keras_file, load_keras, save_keras
 from crnn.saving.weights import (WEIGHTS_PREFIX, assign, named_weights, restore_rngs,
                                  rng_states, unbuilt_layers)
 
@@ -144,7 +145,9 @@ def save_model(model, path, include_optimizer=True, compressed=False):
         Sequential or functional. A subclassed model raises ``ValueError``: use
         :func:`save_weights`.
     path : str or os.PathLike
-        Written exactly as given (no extension is added; ``.crnn`` is customary).
+        Written exactly as given (no extension is added; ``.crnn`` is customary). A
+        path ending in ``.keras`` writes a Keras 3 file instead, which Keras opens
+        (:func:`crnn.saving.keras_format.save_keras`; needs h5py).
     include_optimizer : bool
         Also store the compile configuration and the optimizer's state (when compiled).
         A configuration that cannot be stored (a loss given as a Python function) is left
@@ -152,6 +155,9 @@ def save_model(model, path, include_optimizer=True, compressed=False):
     compressed : bool
         Deflate the arrays (smaller, slower).
     """
+    if os.fspath(path).endswith(".keras"):      # Keras 3's format, for Keras to open
+        save_keras(model, path)
+        return
     kind = model_kind(model)
     if kind == "subclassed":
         raise subclassed_error(model, "save")
@@ -181,7 +187,8 @@ def save_model(model, path, include_optimizer=True, compressed=False):
 
 
 def load_model(path, custom_objects=None, compile=True):
-    """Read a model written by :func:`save_model`.
+    """Read a model written by :func:`save_model`, or a Keras ``.keras`` or ``.h5`` model
+    file (chosen by the file's content; :mod:`crnn.saving.keras_format`, needs h5py).
 
     Parameters
     ----------
@@ -203,6 +210,8 @@ def load_model(path, custom_objects=None, compile=True):
         :func:`save_weights`, or naming an unknown class).
     """
     path = os.fspath(path)
+    if is_keras_file(path):                     # a Keras .keras or .h5 file, by content
+        return load_keras(path, compile=compile)
     meta, arrays = _read(path)
     if meta["kind"] != "model":
         raise ValueError(f"expected a model file (written by save) at {path!r}, got a file "
