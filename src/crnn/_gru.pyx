@@ -155,8 +155,7 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
             hm, ld_hm = h_masked, H
         else:
             hm, ld_hm = h_prev, ld_prev
-        # (reset_after: _after_loop)
-        # 2. rec[:, :2H] = hm @ W_h[:, :2H]
+        # 2. rec[:, :2H] = hm @ W_h[:, :2H]   (reset_after False; True: _after_loop)
         gemm(NoTrans, t_rec, <int> B, <int> (2 * H), <int> H, <floating> 1.0,
              hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
         # 3. z, r; hn[:, t] = q = r * hm

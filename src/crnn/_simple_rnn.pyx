@@ -120,13 +120,6 @@ cdef inline void _chunk(const _job *j, Py_ssize_t q, Py_ssize_t *r0,
     r1[0] = (q + 1) * j.B // j.nq
 
 
-cdef inline const void *_at(const void *p, Py_ssize_t offset, bint dbl) noexcept nogil:
-    """``p + offset`` elements of the job's dtype, NULL for NULL."""
-    if p == NULL:
-        return NULL
-    return <const char *> p + offset * (8 if dbl else 4)
-
-
 cdef void _forward(floating *hs, const floating *x, const floating *h0,
                    const floating *W_x, const floating *W_rec, BLAS_Trans t_rec,
                    const floating *b, const floating *mask, floating *h_masked,
@@ -150,28 +143,28 @@ cdef void _forward(floating *hs, const floating *x, const floating *h0,
 
 
 cdef void _forward_item(void *ctx, Py_ssize_t ph, Py_ssize_t q) noexcept nogil:
-    cdef const _job *j = <const _job *> ctx
+    if (<const _job *> ctx).dbl:
+        _forward_chunk(<const _job *> ctx, q, <double> 0)
+    else:
+        _forward_chunk(<const _job *> ctx, q, <float> 0)
+
+
+cdef void _forward_chunk(const _job *j, Py_ssize_t q, floating dtype) noexcept nogil:
+    # _forward_rows for row chunk q of the job (dtype: its type, by the argument's)
     cdef Py_ssize_t r0, r1, TH = j.T * j.H
     cdef const unsigned char *real = NULL
+    cdef const floating *mask = NULL
+    cdef floating *h_masked = NULL
     _chunk(j, q, &r0, &r1)
     if r0 >= r1:
         return
     if j.real != NULL:
         real = j.real + r0 * j.T
-    if j.dbl:
-        _forward_rows(<double *> j.out0 + r0 * TH, <const double *> j.in0 + r0 * j.H,
-                      <const double *> j.in1, j.t_rec, <const double *> j.in2,
-                      <const double *> _at(j.in3, r0 * j.H, j.dbl),
-                      <double *> _at(j.out1, r0 * j.H, j.dbl),
-                      real,
-                      r1 - r0, j.T, j.H, j.act, False)
-    else:
-        _forward_rows(<float *> j.out0 + r0 * TH, <const float *> j.in0 + r0 * j.H,
-                      <const float *> j.in1, j.t_rec, <const float *> j.in2,
-                      <const float *> _at(j.in3, r0 * j.H, j.dbl),
-                      <float *> _at(j.out1, r0 * j.H, j.dbl),
-                      real,
-                      r1 - r0, j.T, j.H, j.act, False)
+    if j.in3 != NULL:
+        mask, h_masked = <const floating *> j.in3 + r0 * j.H, <floating *> j.out1 + r0 * j.H
+    _forward_rows(<floating *> j.out0 + r0 * TH, <const floating *> j.in0 + r0 * j.H,
+                  <const floating *> j.in1, j.t_rec, <const floating *> j.in2, mask,
+                  h_masked, real, r1 - r0, j.T, j.H, j.act, False)
 
 
 cdef void _forward_rows(floating *hs, const floating *h0, const floating *W_rec,
@@ -279,33 +272,32 @@ cdef void _backward(floating *dx, floating *dh_next, floating *dW_x, floating *d
 
 
 cdef void _backward_item(void *ctx, Py_ssize_t ph, Py_ssize_t q) noexcept nogil:
-    cdef const _job *j = <const _job *> ctx
+    if (<const _job *> ctx).dbl:
+        _backward_chunk(<const _job *> ctx, q, <double> 0)
+    else:
+        _backward_chunk(<const _job *> ctx, q, <float> 0)
+
+
+cdef void _backward_chunk(const _job *j, Py_ssize_t q, floating dtype) noexcept nogil:
+    # _backward_rows for row chunk q of the job (its db: the chunk's own row of out1;
+    # dtype: its type, by the argument's)
     cdef Py_ssize_t r0, r1, TH = j.T * j.H
     cdef Py_ssize_t ld_dhs = j.H if j.dhs_given else 0
     cdef const unsigned char *real = NULL
+    cdef const floating *mask = NULL
+    cdef floating *dh_pad = NULL
     _chunk(j, q, &r0, &r1)
     if r0 >= r1:
         return
     if j.real != NULL:
-        real = j.real + r0 * j.T
-    if j.dbl:
-        _backward_rows(<double *> j.out0 + r0 * j.H, <double *> j.out1 + q * j.H,
-                       <double *> j.out2 + r0 * TH, <const double *> j.in0, j.t_rec,
-                       <const double *> j.in1 + r0 * TH,
-                       <const double *> j.in2 + r0 * j.T * ld_dhs, j.dhs_given,
-                       <const double *> _at(j.in3, r0 * j.H, j.dbl),
-                       real,
-                       <double *> _at(j.out3, r0 * j.H, j.dbl),
-                       r1 - r0, j.T, j.H, j.act, False)
-    else:
-        _backward_rows(<float *> j.out0 + r0 * j.H, <float *> j.out1 + q * j.H,
-                       <float *> j.out2 + r0 * TH, <const float *> j.in0, j.t_rec,
-                       <const float *> j.in1 + r0 * TH,
-                       <const float *> j.in2 + r0 * j.T * ld_dhs, j.dhs_given,
-                       <const float *> _at(j.in3, r0 * j.H, j.dbl),
-                       real,
-                       <float *> _at(j.out3, r0 * j.H, j.dbl),
-                       r1 - r0, j.T, j.H, j.act, False)
+        real, dh_pad = j.real + r0 * j.T, <floating *> j.out3 + r0 * j.H
+    if j.in3 != NULL:
+        mask = <const floating *> j.in3 + r0 * j.H
+    _backward_rows(<floating *> j.out0 + r0 * j.H, <floating *> j.out1 + q * j.H,
+                   <floating *> j.out2 + r0 * TH, <const floating *> j.in0, j.t_rec,
+                   <const floating *> j.in1 + r0 * TH,
+                   <const floating *> j.in2 + r0 * j.T * ld_dhs, j.dhs_given, mask, real,
+                   dh_pad, r1 - r0, j.T, j.H, j.act, False)
 
 
 cdef void _backward_rows(floating *dh_next, floating *db, floating *da,
