@@ -290,7 +290,10 @@ class GradientTape:
             The gradient arriving at ``target`` (one per target).
 
         Every layer on the tape also gets its weight gradients, summed over its calls, in
-        its ``grads`` (so ``layer.get_gradients()`` works after this).
+        its ``grads`` (so ``layer.get_gradients()`` works after this). A weight array that
+        ops read directly (``x @ self.params["kernel"]`` in a user's layer or cell) gets
+        the gradient summed over every op that read that array object (not a copy or a
+        view of it, such as ``kernel.T``).
         """
         targets = target if isinstance(target, (list, tuple)) else [target]
         if output_gradient is None:
@@ -312,14 +315,21 @@ class GradientTape:
                                  f"{g.shape}")
             _accumulate(grads, id(t), g)
         weight_grads = {}   # id(layer) -> (layer, {name: gradient})
+        # arrays read directly by an op (a user's layer or cell computing with its weight
+        # arrays through crnn.ops): id -> gradient; the records keep the arrays alive
+        array_grads = {}
         for layer, cache, inputs, outputs in reversed(self.records):
             d_outputs = [None if o is None else grads.get(id(o)) for o in outputs]
             if all(d is None for d in d_outputs):
                 continue
             d_inputs, d_params = layer._backward(cache, d_outputs)
             for a, d in zip(inputs, d_inputs):
-                if d is not None and isinstance(a, Tensor):
+                if d is None:
+                    continue
+                if isinstance(a, Tensor):
                     _accumulate(grads, id(a), d)
+                elif isinstance(a, np.ndarray):
+                    _accumulate(array_grads, id(a), d)
             if d_params:
                 _, by_name = weight_grads.setdefault(id(layer), (layer, {}))
                 for name, d in d_params.items():
@@ -336,7 +346,12 @@ class GradientTape:
         single = not isinstance(sources, (list, tuple))
         out = []
         for s in ([sources] if single else sources):
-            out.append(grads.get(id(s)) if isinstance(s, Tensor) else by_array.get(id(s)))
+            if isinstance(s, Tensor):
+                out.append(grads.get(id(s)))
+                continue
+            # a weight array: through its layer's own backward and/or read by ops
+            g, d = by_array.get(id(s)), array_grads.get(id(s))
+            out.append(d if g is None else g if d is None else g + d)
         return out[0] if single else out
 
 

@@ -242,8 +242,9 @@ def lstm_params(D, H):
 def test_bidirectional_config_round_trip_and_repr(rng):
     bi = Bidirectional(crnn.GRU(3, return_sequences=True, seed=4), merge_mode="mul",
                        name="bi")
-    assert repr(bi) == "Bidirectional(GRU(3, return_sequences=True, seed=4), " \
-                       "merge_mode='mul')"
+    # (Bidirectional sets zero_output_for_mask on its layers, as Keras does)
+    assert repr(bi) == "Bidirectional(GRU(3, return_sequences=True, seed=4, " \
+                       "zero_output_for_mask=True), merge_mode='mul')"
     copy = round_trip(bi)
     assert copy.name == "bi" and copy.merge_mode == "mul"
     assert copy.backward_layer.go_backwards and copy.backward_layer.seed == 5

@@ -92,12 +92,13 @@ class SimpleRNN(RNN):
                  return_state=False, go_backwards=False, dropout=0.0,
                  recurrent_dropout=0.0, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", seed=None,
-                 stateful=False, dtype="float32", backend="auto", name=None):
-        super().__init__(name=name, dtype=dtype)
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 dtype="float32", backend="auto", name=None):
         cell = SimpleRNNCell(
             units, activation=activation, use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed, dtype=dtype,
             backend=backend)
-        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
+        super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
+                         unroll, zero_output_for_mask, name=name, dtype=dtype)

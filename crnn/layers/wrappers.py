@@ -15,6 +15,7 @@ import numpy as np
 
 from crnn import engine, ops
 from crnn.layers.base import Layer, accepts_training, deserialize_layer, serialize_layer
+from crnn.layers.cells import output_size
 from crnn.layers.recurrent import RNN, reset_rows
 
 
@@ -145,6 +146,27 @@ class TimeDistributed(Layer):
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
+def _fresh_config(layer, seed_offset=0):
+    """``layer.get_config()`` with every layer inside it (an RNN's cell) replaced by a new
+    one of the same configuration, recursively: a layer made from it has its own
+    weights, as Keras's deserialized copies do. An int ``seed`` at any level is moved by
+    ``seed_offset`` (so that a second copy draws other weights, still reproducibly)."""
+    def fresh(value):
+        if isinstance(value, Layer):
+            return type(value).from_config(_fresh_config(value, seed_offset))
+        if isinstance(value, list):
+            return [fresh(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(fresh(v) for v in value)
+        return value
+    config = {k: fresh(v) for k, v in layer.get_config().items()}
+    seed = config.get("seed")
+    if (seed_offset and isinstance(seed, (int, np.integer))
+            and not isinstance(seed, bool)):
+        config["seed"] = int(seed) + seed_offset
+    return config
+
+
 class Bidirectional(Layer):
     """A recurrent layer run over the sequence in both directions (Keras's
     ``Bidirectional``).
@@ -210,21 +232,22 @@ class Bidirectional(Layer):
                              f"{merge_mode!r}")
         super().__init__(name=name, dtype=layer.dtype)
         base = _removeprefix(_removeprefix(layer.name, "forward_"), "backward_")
-        config = layer.get_config()
+        config = _fresh_config(layer)
         config["name"] = "forward_" + base
         self.forward_layer = type(layer).from_config(config)
         self._backward_given = backward_layer is not None
         if backward_layer is None:
-            config = layer.get_config()
+            config = _fresh_config(layer, seed_offset=1)  # its own weights, reproducibly
             config["go_backwards"] = not layer.go_backwards
             config["name"] = "backward_" + base
-            seed = config.get("seed")
-            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-                config["seed"] = int(seed) + 1  # its own weights, still reproducible
             backward_layer = type(layer).from_config(config)
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self._verify()
+        # as Keras: the outputs at padded steps are zeros in a returned sequence, so that
+        # both directions line up with nothing from a neighbouring real step
+        for inner in (self.forward_layer, self.backward_layer):
+            inner.zero_output_for_mask = inner.return_sequences
 
     def _verify(self):
         f, b = self.forward_layer, self.backward_layer
@@ -236,10 +259,11 @@ class Bidirectional(Layer):
                 raise ValueError(f"expected the forward and backward layers to have the "
                                  f"same {attr}, got {getattr(f, attr)} (forward) and "
                                  f"{getattr(b, attr)} (backward)")
-        if self.merge_mode in ("sum", "mul", "ave") and f.units != b.units:
+        fo, bo = output_size(f.cell), output_size(b.cell)
+        if self.merge_mode in ("sum", "mul", "ave") and fo != bo:
             raise ValueError(f"expected the forward and backward layers to have the same "
-                             f"units for merge_mode={self.merge_mode!r}, got {f.units} and "
-                             f"{b.units}")
+                             f"units for merge_mode={self.merge_mode!r}, got {fo} and "
+                             f"{bo}")
 
     # Layer.__init__ assigns empty dicts; the views below are built from the inner layers.
     @property
@@ -297,13 +321,13 @@ class Bidirectional(Layer):
         """``initial_state`` as (forward states, backward states), or (None, None)."""
         if initial_state is None:
             return None, None
-        nf = len(self.forward_layer.cell.state_names)
-        nb = len(self.backward_layer.cell.state_names)
+        nf = len(self.forward_layer.state_size)
+        nb = len(self.backward_layer.state_size)
         states = (list(initial_state) if isinstance(initial_state, (list, tuple))
                   else [initial_state])
         if len(states) != nf + nb:
-            names = ([f"forward {s}" for s in self.forward_layer.cell.state_names]
-                     + [f"backward {s}" for s in self.backward_layer.cell.state_names])
+            names = ([f"forward {s}" for s in self.forward_layer._state_names()]
+                     + [f"backward {s}" for s in self.backward_layer._state_names()])
             raise ValueError(f"expected initial_state to be a list of {nf + nb} arrays "
                              f"{names}, got {len(states)}")
         return states[:nf], states[nf:]
@@ -337,8 +361,7 @@ class Bidirectional(Layer):
         outputs = [out, out] if self.merge_mode is None else [out]
         if not self.return_state:
             return outputs[0] if self.merge_mode is not None else outputs
-        n = (len(self.forward_layer.cell.state_names)
-             + len(self.backward_layer.cell.state_names))
+        n = len(self.forward_layer.state_size) + len(self.backward_layer.state_size)
         return outputs + [None] * n
 
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
