@@ -444,6 +444,12 @@ class RNN(RecurrentStepMixin, Layer):
         self._setup(cell, return_sequences, return_state, go_backwards, stateful, unroll,
                     zero_output_for_mask)
 
+    def get_config(self):
+        config = super().get_config()
+        if type(self).__init__ is RNN.__init__:
+            config["dtype"] = None   # the cell's, which its own config holds
+        return config
+
     def _setup(self, cell, return_sequences, return_state, go_backwards, stateful=False,
                unroll=False, zero_output_for_mask=False):
         self.cell = cell
@@ -507,7 +513,9 @@ class RNN(RecurrentStepMixin, Layer):
         if len(input_shape) != 3:
             raise ValueError(f"expected input shape (batch, time, features), got "
                              f"{tuple(input_shape)}")
-        if not self.cell.built:   # a cell built before keeps its weights (as in Keras)
+        # a cell built before the layer keeps its weights (as in Keras); building a built
+        # layer again builds its cell again (new weight arrays, as other layers do)
+        if not self.cell.built or self.built:
             self.cell.build((input_shape[0], input_shape[2]))
         self.built = True
 
