@@ -18,6 +18,24 @@ def require_torch():
     return torch
 
 
+def require_keras():
+    """Import Keras 3 on its torch backend (there is no TensorFlow here) for the referee
+    tests: skip without it, unless CRNN_REQUIRE_KERAS=1, when its absence is a failure."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError:
+        if os.environ.get("CRNN_REQUIRE_KERAS") == "1":
+            pytest.fail("CRNN_REQUIRE_KERAS=1 but keras cannot be imported")
+        pytest.skip("keras is not installed")
+    if keras.backend.backend() != "torch":
+        why = f"keras runs on {keras.backend.backend()}, these tests need KERAS_BACKEND=torch"
+        if os.environ.get("CRNN_REQUIRE_KERAS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return keras
+
+
 def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
     """Relative agreement at the dtype's tolerance, measured against the largest entry
     (so entries near zero are judged on the array's scale, not their own)."""
