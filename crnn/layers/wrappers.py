@@ -14,7 +14,8 @@ The weights live in the inner layers; the wrapper shows them (``trainable_weight
 import numpy as np
 
 from crnn import engine, ops
-from crnn.layers.base import Layer, accepts_training, deserialize_layer, serialize_layer
+from crnn.layers.base import (Layer, accepts_mask, accepts_training, deserialize_layer,
+                              serialize_layer)
 from crnn.layers.cells import output_size
 from crnn.layers.recurrent import RNN, reset_rows
 
@@ -45,6 +46,12 @@ class TimeDistributed(Layer):
         Called with one input, returning one output.
     name : str, optional
 
+    Calling ``td(x, training=False, mask=None)``: a mask ``(B, T, ...)`` (its first two
+    axes the input's, else ``ValueError``) gives each step's mask ``mask[:, t]`` to the
+    inner layer as its ``mask=``, where its ``call`` takes one (Keras's semantics: a
+    recurrent layer over ``(B, T, T2, D)`` reads a mask ``(B, T, T2)``). The output's
+    mask is the input's.
+
     ``params`` and ``grads`` are the inner layer's own dicts (as an RNN layer shows its
     cell's), so its weights appear once under their own names.
     """
@@ -55,8 +62,28 @@ class TimeDistributed(Layer):
                              f"{type(layer).__name__}")
         super().__init__(name=name, dtype=layer.dtype)
         self.layer = layer
-        self.params = layer.params
-        self.grads = layer.grads
+
+    # the inner layer's own dicts (read on each access: a layer may make new ones)
+    @property
+    def params(self):
+        layer = self.__dict__.get("layer")
+        return {} if layer is None else layer.params
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError("TimeDistributed's params are its layer's: set weights "
+                                 "with set_weights")
+
+    @property
+    def grads(self):
+        layer = self.__dict__.get("layer")
+        return {} if layer is None else layer.grads
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError("TimeDistributed's grads are its layer's")
 
     # -- shapes and building ---------------------------------------------------------
     @staticmethod
@@ -78,7 +105,7 @@ class TimeDistributed(Layer):
             self.layer.build(self._step_shape(input_shape))
         self.built = True
 
-    def compute_output_spec(self, inputs, training=False):
+    def compute_output_spec(self, inputs, training=False, mask=None):
         self._check_shape(inputs.shape)
         self._maybe_build(inputs.shape)
         step = engine.SymbolicTensor(self._step_shape(inputs.shape), inputs.dtype)
@@ -92,18 +119,44 @@ class TimeDistributed(Layer):
     # The mask of the steps passes through unchanged (the layer runs on each step alone).
     supports_masking = True
 
+    @staticmethod
+    def _check_mask(mask, shape):
+        """The mask as an array whose first two axes are the input's ``(B, T)``."""
+        m = np.asarray(engine.value_of(mask))
+        if m.ndim < 2:
+            raise ValueError(f"expected a mask of shape (batch, time, ...) = "
+                             f"{tuple(shape[:2])} + ... for TimeDistributed, got a "
+                             f"{m.ndim}-D mask of shape {m.shape}")
+        if m.shape[:2] != tuple(shape[:2]):
+            raise ValueError(f"expected a mask whose first two dimensions (batch, time) "
+                             f"match the input's {tuple(shape[:2])}, got mask shape "
+                             f"{m.shape} for input shape {tuple(shape)}")
+        if m.dtype.kind not in "biu":
+            raise ValueError(f"expected mask to have dtype bool (or an integer dtype), got "
+                             f"{m.dtype}")
+        return m
+
     # -- calling ---------------------------------------------------------------------
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, mask=None):
+        """``inputs (B, T, ...)``; ``mask (B, T, ...)`` or None: each step's mask
+        ``mask[:, t]`` goes to the inner layer as its ``mask=`` where its ``call`` takes
+        one (Keras's semantics; e.g. an RNN inside over ``(B, T, T2, D)`` with a mask
+        ``(B, T, T2)``), else the mask is not used here."""
         x = inputs if isinstance(inputs, engine.Tensor) else np.asarray(inputs)
         shape = _shape_of(x)
         self._check_shape(shape)
+        if mask is not None:
+            mask = self._check_mask(mask, shape)
         self._maybe_build(shape)
         B, T = shape[0], shape[1]
         steps = ops.reshape(x, (B * T,) + tuple(shape[2:]))        # (B*T, ...)
+        kwargs = {}
         if accepts_training(type(self.layer).call):
-            y = self.layer(steps, training=training)
-        else:
-            y = self.layer(steps)
+            kwargs["training"] = training
+        if mask is not None and accepts_mask(type(self.layer).call):
+            # the steps' masks, row b*T + t = mask[b, t], as the steps themselves
+            kwargs["mask"] = mask.reshape((B * T,) + mask.shape[2:])
+        y = self.layer(steps, **kwargs)
         if isinstance(y, (list, tuple)):
             raise ValueError(f"expected the wrapped layer to return one tensor, "
                              f"{self.layer.name} returned {len(y)}")
