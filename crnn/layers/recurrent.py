@@ -285,6 +285,15 @@ class RNNCell(Layer):
                          states_given=states is not None)
         return outs[0], list(outs)
 
+    def compute_output_shape(self, input_shape):
+        """``((B, H), [(B, H) per state])`` for ``(B, D)``: what a call returns (without
+        building)."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(f"expected input shape (batch, features), got {input_shape}")
+        B = input_shape[0]
+        return (B, self.units), [(B, self.units) for _ in self.state_names]
+
     def compute_output_spec(self, inputs, states=None, training=False):
         self._maybe_build(inputs.shape)
         h = engine.SymbolicTensor((inputs.shape[0], self.units), self.dtype)

@@ -24,6 +24,11 @@ def _shape_of(x):
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
 
+def _is_one_shape(shape):
+    return isinstance(shape, tuple) and all(d is None or isinstance(d, (int, np.integer))
+                                            for d in shape)
+
+
 def _removeprefix(s, prefix):
     return s[len(prefix):] if s.startswith(prefix) else s
 
@@ -104,6 +109,16 @@ class TimeDistributed(Layer):
         if not self.layer.built:
             self.layer.build(self._step_shape(input_shape))
         self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """``(B, T) + layer.compute_output_shape((B*T, ...))[1:]`` for ``(B, T, ...)``."""
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        inner = self.layer.compute_output_shape(self._step_shape(input_shape))
+        if not _is_one_shape(inner):
+            raise ValueError(f"expected the wrapped layer to return one tensor, "
+                             f"{self.layer.name} returns {len(inner)}")
+        return tuple(input_shape[:2]) + tuple(inner[1:])
 
     def compute_output_spec(self, inputs, training=False, mask=None):
         self._check_shape(inputs.shape)
@@ -385,6 +400,26 @@ class Bidirectional(Layer):
                              f"{names}, got {len(states)}")
         return states[:nf], states[nf:]
 
+    def compute_output_shape(self, input_shape):
+        """The merged output's shape (a list: ``[fwd, bwd]`` with ``merge_mode=None``,
+        the states' shapes after the outputs with ``return_state``), for ``(B, T, D)``."""
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        f = self.forward_layer.compute_output_shape(input_shape)
+        b = self.backward_layer.compute_output_shape(input_shape)
+        f, b = ([f], [b]) if _is_one_shape(f) else (list(f), list(b))
+        if self.merge_mode is None:
+            outputs = [f[0], b[0]]
+        elif self.merge_mode == "concat":
+            last = (None if f[0][-1] is None or b[0][-1] is None
+                    else f[0][-1] + b[0][-1])
+            outputs = [f[0][:-1] + (last,)]
+        else:
+            outputs = [f[0]]
+        if not self.return_state:
+            return outputs[0] if self.merge_mode is not None else outputs
+        return outputs + f[1:] + b[1:]
+
     def compute_output_spec(self, inputs, initial_state=None, training=False, mask=None,
                             lengths=None):
         self._check_shape(inputs.shape)
@@ -471,6 +506,10 @@ class Bidirectional(Layer):
                           (self.backward_layer, backward_states)):
             if layer.stateful:
                 layer.reset_states(st)
+
+    def reset_state(self, states=None):
+        """Keras 3's name for :meth:`reset_states` (the same method)."""
+        self.reset_states(states)
 
     # -- the inner layers' weights ---------------------------------------------------
     @property
