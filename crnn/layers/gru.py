@@ -86,7 +86,8 @@ class GRU(RNN):
     """Gated recurrent unit layer (Keras's ``GRU``).
 
     Parameters as for :class:`GRUCell` plus ``return_sequences``, ``return_state``,
-    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`.
+    ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
+    :class:`crnn.SimpleRNN`.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",

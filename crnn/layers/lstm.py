@@ -91,10 +91,11 @@ class LSTM(RNN):
     """Long short-term memory layer (Keras's ``LSTM``).
 
     Parameters as for :class:`LSTMCell` plus ``return_sequences``, ``return_state``,
-    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`. With ``return_state=True`` a call
-    returns ``[output, h_last, c_last]`` and backward takes ``[d_output, d_h_last,
-    d_c_last]`` (entries may be None); ``initial_state`` is ``[h0, c0]`` and
-    ``initial_state_grad`` is ``[dh0, dc0]``.
+    ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
+    :class:`crnn.SimpleRNN`. With ``return_state=True`` a call returns ``[output, h_last,
+    c_last]`` and backward takes ``[d_output, d_h_last, d_c_last]`` (entries may be
+    None); ``initial_state`` is ``[h0, c0]`` and ``initial_state_grad`` is ``[dh0,
+    dc0]``.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",

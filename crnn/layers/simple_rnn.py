@@ -83,6 +83,12 @@ class SimpleRNN(RNN):
     stateful : bool
         Start each call from the states the previous call ended with (Keras's
         ``stateful``; see :class:`crnn.layers.recurrent.RNN` and :meth:`reset_states`).
+    unroll : bool
+        Accepted for Keras compatibility; it changes nothing.
+    zero_output_for_mask : bool
+        With a mask, output zeros at the padded steps of a returned sequence instead of
+        repeating the previous output (Keras's default, False); see
+        :class:`crnn.layers.recurrent.RNN`.
 
     Calling and backward: see :class:`crnn.layers.recurrent.RNN`. With ``return_state``
     the gradient is ``[d_output, d_h_last]``; ``initial_state_grad`` is ``[dh0]``.
