@@ -25,8 +25,7 @@ from crnn.models import Input, Model, Sequential
 from crnn.saving import load_model, save_model
 from crnn.streaming import generate
 from crnn.cores import get_num_threads, set_num_threads, threads
-
-__version__ = "0.1.0"
+from crnn._version import __version__
 
 __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
            "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",

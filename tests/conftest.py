@@ -68,11 +68,12 @@ def rng():
 @pytest.fixture
 def kernel_paths():
     """Restores the compiled kernels' path choices afterwards (``_force_path`` of the LSTM
-    and the GRU, and the LSTM's packed-GEMM instruction set and thread count)."""
+    and the GRU, and the LSTM's packed-GEMM instruction set, thread count and split)."""
     from crnn import _gru, _lstm
     threads = _lstm._packed_threads()
     yield
     _lstm._packed_isa(-1)
     _lstm._packed_threads(threads)
     _lstm._force_path(None)
+    _lstm._force_split(None)
     _gru._force_path(None)

@@ -87,10 +87,13 @@ cdef extern from "_lstm_packed.h" nogil:
         const float *gates, const float *dhs, Py_ssize_t ld_dhs, const float *m,
         const unsigned char *real, float *dh_pad, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
         Py_ssize_t H, int threads)
+    int lp_split "crnn_lp_split"
     int pg_force_isa "crnn_pg_force_isa"(int isa)
     int pg_isa "crnn_pg_isa"()
     int pg_max_threads "crnn_pg_max_threads"()
     void pg_set_threads "crnn_pg_set_threads"(int n)
+    void pg_set_local_threads "crnn_pg_set_local_threads"(int n)
+    int pg_local_count "crnn_pg_local_count"()
     float *pg_align "crnn_pg_align"(float *p)
     ctypedef struct crnn_pg_work_t:
         Py_ssize_t (*items)(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil
@@ -298,6 +301,19 @@ def _force_path(path):
     if path not in (None, "packed", "blas"):
         raise ValueError(f"expected None, 'packed' or 'blas', got {path!r}")
     previous, _forced_path = _forced_path, path
+    return previous
+
+
+def _force_split(split):
+    """Test hook: split the packed time loop over the threads by ``"rows"`` or by
+    ``"units"`` (_lstm_packed.h, crnn_lp_by_rows), or (None) choose by shape; returns the
+    previous setting."""
+    global lp_split
+    codes = {None: -1, "units": 0, "rows": 1}
+    if split not in codes:
+        raise ValueError(f"expected None, 'units' or 'rows', got {split!r}")
+    previous = {v: k for k, v in codes.items()}[lp_split]
+    lp_split = codes[split]
     return previous
 
 
@@ -678,6 +694,17 @@ def _packed_threads(n=None):
             raise ValueError(f"expected a thread count >= 1, got {n}")
         pg_set_threads(n)
     return pg_max_threads()
+
+
+def _local_threads(n=None):
+    """The calling thread's own thread count (0: the process's), which the kernels it
+    runs use instead of the process's while it is set (crnn.cores.concurrently); with
+    ``n``, set it first (0 to unset)."""
+    if n is not None:
+        if n < 0:
+            raise ValueError(f"expected a thread count >= 0, got {n}")
+        pg_set_local_threads(n)
+    return pg_local_count()
 
 
 # -- any product on the pool -----------------------------------------------------------
