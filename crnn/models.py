@@ -200,6 +200,10 @@ class Model(Trainer, Layer):
         """The mask of real steps of the last call's output (see the module docstring)."""
         return getattr(self, "output_mask", None)
 
+    def reset_state(self, states=None):
+        """Keras 3's name for :meth:`reset_states` (the same method)."""
+        self.reset_states(states)
+
     def compute_output_spec(self, *args, **kwargs):
         if self._functional:
             def spec(t):

@@ -86,7 +86,8 @@ class GRU(RNN):
     """Gated recurrent unit layer (Keras's ``GRU``).
 
     Parameters as for :class:`GRUCell` plus ``return_sequences``, ``return_state``,
-    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`.
+    ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
+    :class:`crnn.SimpleRNN`.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -94,15 +95,16 @@ class GRU(RNN):
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
                  return_state=False, go_backwards=False, reset_after=True, seed=None,
-                 stateful=False, dtype="float32", backend="auto", name=None):
-        super().__init__(name=name, dtype=dtype)
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 dtype="float32", backend="auto", name=None):
         cell = GRUCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             dropout=dropout, recurrent_dropout=recurrent_dropout, reset_after=reset_after,
             seed=seed, dtype=dtype, backend=backend)
-        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
+        super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
+                         unroll, zero_output_for_mask, name=name, dtype=dtype)
 
 
 def _torch_order(H):

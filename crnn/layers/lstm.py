@@ -91,10 +91,11 @@ class LSTM(RNN):
     """Long short-term memory layer (Keras's ``LSTM``).
 
     Parameters as for :class:`LSTMCell` plus ``return_sequences``, ``return_state``,
-    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`. With ``return_state=True`` a call
-    returns ``[output, h_last, c_last]`` and backward takes ``[d_output, d_h_last,
-    d_c_last]`` (entries may be None); ``initial_state`` is ``[h0, c0]`` and
-    ``initial_state_grad`` is ``[dh0, dc0]``.
+    ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
+    :class:`crnn.SimpleRNN`. With ``return_state=True`` a call returns ``[output, h_last,
+    c_last]`` and backward takes ``[d_output, d_h_last, d_c_last]`` (entries may be
+    None); ``initial_state`` is ``[h0, c0]`` and ``initial_state_grad`` is ``[dh0,
+    dc0]``.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -102,12 +103,13 @@ class LSTM(RNN):
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, return_sequences=False, return_state=False,
                  go_backwards=False, dropout=0.0, recurrent_dropout=0.0, seed=None,
-                 stateful=False, dtype="float32", backend="auto", name=None):
-        super().__init__(name=name, dtype=dtype)
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 dtype="float32", backend="auto", name=None):
         cell = LSTMCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             unit_forget_bias=unit_forget_bias, dropout=dropout,
             recurrent_dropout=recurrent_dropout, seed=seed, dtype=dtype, backend=backend)
-        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
+        super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
+                         unroll, zero_output_for_mask, name=name, dtype=dtype)

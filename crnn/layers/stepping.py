@@ -30,6 +30,10 @@ def make_stepper(layer, batch_size=1, states=None):
     :class:`crnn._step.Stepper` on the compiled kernels, or a :class:`ReferenceStepper`
     where the layer's backend is ``"reference"``."""
     cell = getattr(layer, "cell", layer)
+    if getattr(cell, "family", None) not in ("simple_rnn", "lstm", "gru"):
+        raise ValueError(f"expected a SimpleRNN, LSTM or GRU layer or cell to step, got "
+                         f"{layer.name!r} with the cell {type(cell).__name__} (steppers "
+                         f"run the built-in kernels; layer.step(x_t, states) runs any cell)")
     if not cell.built:
         raise ValueError(f"{layer.name} has no weights yet: call it on an input or call "
                          f"build(input_shape) before stepping it")
