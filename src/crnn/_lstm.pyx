@@ -747,3 +747,38 @@ cdef bint _split_gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k, double 
 
 
 set_gemm_splitter(_split_gemm)
+
+
+# -- any work on the pool, for other modules (_lstm.pxd) ---------------------------------
+cdef struct _pool_job:
+    crnn_pg_work_t w
+    pool_items_f items
+    pool_item_f run
+    void *ctx
+
+
+cdef Py_ssize_t _pool_job_items(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil:
+    cdef const _pool_job *j = <const _pool_job *> w
+    return j.items(j.ctx, ph)
+
+
+cdef void _pool_job_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i,
+                        int slot) noexcept nogil:
+    cdef const _pool_job *j = <const _pool_job *> w
+    j.run(j.ctx, ph, i)
+
+
+cdef void pool_run(pool_items_f items, pool_item_f run, void *ctx, Py_ssize_t nphases,
+                   int nth) noexcept nogil:
+    """Phases of items on the pool (_lstm.pxd); one thread when nth is 1."""
+    cdef _pool_job j
+    j.w.items = _pool_job_items
+    j.w.run = _pool_job_run
+    j.w.nphases = nphases
+    j.items, j.run, j.ctx = items, run, ctx
+    pg_run(&j.w, nth)
+
+
+cdef int pool_threads() noexcept nogil:
+    """The pool's thread count (crnn.set_num_threads)."""
+    return pg_max_threads()
