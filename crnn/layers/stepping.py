@@ -151,12 +151,28 @@ class RecurrentStepMixin:
     def step(self, x_t, states=None):
         """One time step, Keras-cell style: ``x_t (B, D)`` and ``states`` (None for zeros;
         ``[h]`` or ``h``, ``[h, c]`` for the LSTM, each ``(B, H)``) give ``(h_t,
-        new_states)`` with ``new_states[0] is h_t``. Equals step t of ``layer(x)``."""
+        new_states)`` with ``new_states[0] is h_t``. Equals step t of ``layer(x)``.
+
+        It runs on a cached stepper per batch size; when ``x_t`` and the states are
+        C-contiguous arrays of the layer's dtype (as the ``h_t`` and states it returns
+        are), the last one takes them as they are, and a step costs the stepper's
+        ``step(x_t)`` plus about a microsecond (the states copied in and out)."""
+        cell = self.cell
+        s = self.__dict__.get("_last_stepper")
+        if s is not None and cell.built and (cell.backend if cell.backend != "auto"
+                                             else _backend.get_backend()) != "reference":
+            # the last batch size's compiled stepper, if x_t and states are arrays it
+            # takes as they are and the weights are the ones it reads (None otherwise)
+            r = s._step_states(x_t, states, cell.kernel, cell.recurrent_kernel, cell.bias)
+            if r is not None:
+                return r
         B = _batch_of(x_t, "x_t", "(batch, features)", 2)
-        if not self.cell.built:
+        if not cell.built:
             D = np.shape(x_t)[1]
             self.build((B, None, D))
         s = _layer_stepper(self, B)
+        if isinstance(s, Stepper):
+            self._last_stepper = s
         s.reset(states)
         h = s.step(x_t)
         if self.cell.family == "lstm":

@@ -102,7 +102,7 @@ VM_MAX = 1 << 24
 
 # From this many multiply-adds per step (weights times batch) on, the products are split
 # over crnn's pool (benchmarks/bench_step.py --split measures where that starts to pay).
-SPLIT_MIN = 1 << 17
+SPLIT_MIN = 1 << 18
 
 # From this many multiply-adds per step on, a step releases the GIL.
 NOGIL_MIN = 1 << 16
@@ -586,6 +586,63 @@ cdef class Stepper:
         if not ok:
             self._run_converted(x_t)
         return self._output(out)
+
+    def _step_states(self, x_t, states, W_x, W_h, b):
+        """``layer.step``'s fast path: from ``states`` (None: zeros), one step of
+        ``x_t``; ``(h_t, [h_t])`` or ``(h_t, [h_t, c_t])``, new arrays. None where it
+        does not apply (a reduced precision; weights other than the stepper's; ``x_t``
+        or a state not a C-contiguous array of the dtype and shape): the caller then
+        takes the general path, which converts or raises."""
+        cdef Py_buffer view
+        cdef Py_buffer sview
+        cdef void *dst
+        cdef Py_ssize_t nbytes = self.batch_size * self.units * self.itemsize
+        cdef Py_ssize_t k, n = 2 if self.kind == LSTM else 1
+        cdef bint ok
+        if (self.prec != NATIVE or self.p_h == NULL or W_x is not self.kernel
+                or W_h is not self.recurrent_kernel or b is not self.bias):
+            return None
+        if states is not None:
+            if type(states) is list or type(states) is tuple:
+                if len(states) != n:
+                    return None
+            elif n == 1:
+                states = (states,)
+            else:
+                return None
+            for k in range(n):   # check every state before changing any
+                if get_buffer_or_fail(states[k], &sview,
+                                      PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+                    PyErr_Clear()
+                    return None
+                ok = self._matches(&sview, self.units)
+                PyBuffer_Release(&sview)
+                if not ok:
+                    return None
+        if get_buffer_or_fail(x_t, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+            PyErr_Clear()
+            return None
+        try:
+            if not self._matches(&view, self.input_dim):
+                return None
+            if states is None:
+                memset(self.p_h, 0, nbytes)
+                memset(self.p_c, 0, nbytes)
+            else:
+                for k in range(n):
+                    dst = self.p_h if k == 0 else self.p_c
+                    PyObject_GetBuffer(states[k], &sview, PyBUF_C_CONTIGUOUS)
+                    memcpy(dst, sview.buf, nbytes)
+                    PyBuffer_Release(&sview)
+            self._run(view.buf)
+        finally:
+            PyBuffer_Release(&view)
+        h = self._output(None)
+        if n == 2:
+            c = self._empty(self._shape, self.dtype)
+            memcpy(_data(c), self.p_c, nbytes)
+            return h, [h, c]
+        return h, [h]
 
     cdef _refuse(self, training):
         if training:
