@@ -37,7 +37,25 @@ recurrent layer, ``Flatten``, ``RepeatVector``, a subclassed model) raises ``Val
 naming the layer. Model states are a dict ``{recurrent layer name: [h] or [h, c]}``.
 Masks of padded steps do not apply to steps: feed only the real ones.
 
-Inference only: steps are not recorded on a ``GradientTape``. A stepper (and so a layer's
+Reduced precision. ``layer.stepper(batch_size, precision=...)``,
+``model.stepper(batch_size, precision=...)`` and ``generate(..., precision=...)`` take
+``"float32"`` (the default: the layer's own dtype and arrays), ``"bfloat16"`` or
+``"int8"``: the recurrent layers' ``W_x`` and ``W_h`` are copied once, rounded to
+bfloat16 (to nearest, ties to even) or quantized per output column to int8 (symmetric,
+a float32 scale per column), as :mod:`crnn.reference.quantize` specifies; inputs,
+states, biases and all arithmetic stay float32 (the stepper's dtype is float32), and the
+other layers of a model compute as in a call. A batch-1 step reads every weight once, so
+it is bound by the weights' bytes: half or a quarter of them make it up to 2x or 4x
+faster at large sizes (the README's streaming section has the measurements and the
+demo models' accuracy at each precision). Such a stepper does not see later changes to
+the layer's weights (make a new one), refuses ``step(..., training=True)`` and steps
+while a ``GradientTape`` records (``ValueError``: it has no gradient).
+
+Threads. From ``crnn._step.SPLIT_MIN`` multiply-adds a step (LSTM and GRU from about
+H = 256 at D = H) a stepper cuts its products into blocks of columns, one per thread of
+crnn's pool (``crnn.set_num_threads``); smaller steps run on the calling thread.
+
+Inference only: float32 steps are not recorded on a ``GradientTape``. A stepper (and so a layer's
 or model's ``step``, which share one cached stepper per batch size) is for one thread at
 a time: make one stepper per thread.
 

@@ -56,3 +56,10 @@ def test_the_stateful_example_runs():
     np.testing.assert_array_equal(h[[0, 3]], 0.0)
     assert np.abs(h[[1, 2]]).min() > 0 and namespace["lstm"].states is None
     assert np.concatenate(namespace["pieces"], axis=1).shape == (4, 1000, 32)
+
+
+def test_the_reduced_precision_streaming_example_runs():
+    namespace = {}
+    exec(compile(block_after("<!-- readme-example: streaming-precision -->"), "README.md",
+                 "exec"), namespace)
+    assert namespace["h_t"].shape == (1, 1024) and namespace["fast"].precision == "int8"
