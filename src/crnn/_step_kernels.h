@@ -47,6 +47,15 @@
 #include <immintrin.h>
 #define CRNN_SK_T512 __attribute__((target("avx512f")))
 #define CRNN_SK_T256 __attribute__((target("avx2,fma")))
+/* The panel kernels fetch the cache line CRNN_SK_PF bytes ahead of the one they read (a
+ * panel is one stream per thread, which the hardware prefetchers alone do not keep
+ * far enough ahead of: measured at H = D = 1024, LSTM, 2 threads, load 9-12, fastest of
+ * 40 steps: int8 190 -> 155-182 us, bfloat16 unchanged at ~300-315; 1, 2 and 4 KB
+ * ahead within the noise of each other). Past the panel's end it touches the next
+ * panel's lines or, at the last one, memory it never reads: a prefetch does not fault. */
+#define CRNN_SK_PF 2048
+#define CRNN_SK_PREFETCH(w, off) \
+    _mm_prefetch((const char *)(w) + CRNN_SK_PF + (off), _MM_HINT_T0)
 #else
 #define CRNN_SK_X86 0
 #endif
@@ -240,6 +249,10 @@ CRNN_SK_T512 static void crnn_sk_panels_bf16_avx512(CRNN_SK_PANEL_ARGS(uint16_t)
             Py_ssize_t k = 0;
             for (; k + 2 <= K; k += 2) {
                 const uint16_t *w = panel + k * CRNN_SK_NB;
+                CRNN_SK_PREFETCH(w, 0);
+                CRNN_SK_PREFETCH(w, 64);
+                CRNN_SK_PREFETCH(w, 128);
+                CRNN_SK_PREFETCH(w, 192);
                 const __m512 a = _mm512_set1_ps(xb[k]), c = _mm512_set1_ps(xb[k + 1]);
                 const __m512i v0 = _mm512_loadu_si512((const void *)w);
                 const __m512i v1 = _mm512_loadu_si512((const void *)(w + 32));
@@ -283,6 +296,7 @@ CRNN_SK_T512 static void crnn_sk_panels_i8_avx512(CRNN_SK_PANEL_ARGS(int8_t))
             __m512 e0 = _mm512_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;
             for (Py_ssize_t k = 0; k < K; k++) {
                 const int8_t *w = panel + k * CRNN_SK_NB;
+                CRNN_SK_PREFETCH(w, 0);
                 const __m512 a = _mm512_set1_ps(xb[k]);
 #define CRNN_SK_I8(q) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(                          \
                           _mm_loadu_si128((const __m128i *)(w + 16 * (q)))))
@@ -316,6 +330,8 @@ CRNN_SK_T256 static void crnn_sk_panels_bf16_avx2(CRNN_SK_PANEL_ARGS(uint16_t))
                 r[q] = _mm256_setzero_ps();
             for (Py_ssize_t k = 0; k < K; k++) {
                 const uint16_t *w = panel + k * CRNN_SK_NB;
+                CRNN_SK_PREFETCH(w, 0);
+                CRNN_SK_PREFETCH(w, 64);
                 const __m256 a = _mm256_set1_ps(xb[k]);
                 for (int g = 0; g < 2; g++) {
                     const __m256i v0 = _mm256_loadu_si256((const __m256i *)(w + 32 * g));
@@ -350,6 +366,7 @@ CRNN_SK_T256 static void crnn_sk_panels_i8_avx2(CRNN_SK_PANEL_ARGS(int8_t))
                 r[q] = _mm256_setzero_ps();
             for (Py_ssize_t k = 0; k < K; k++) {
                 const int8_t *w = panel + k * CRNN_SK_NB;
+                CRNN_SK_PREFETCH(w, 0);
                 const __m256 a = _mm256_set1_ps(xb[k]);
                 for (int q = 0; q < 8; q++) {
                     const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
