@@ -94,14 +94,20 @@ cdef extern from "_step_kernels.h" nogil:
 
 
 # Up to this many multiply-adds per step (B = 1) the float32/float64 products run the
-# kernels of _step_kernels.h, from it on BLAS gemv (measured for issue 14, 2 shared
-# cores: our pass keeps up with OpenBLAS's sgemv on two threads up to H = 1024, and it
-# neither wakes a BLAS pool per step nor fights another pool for the cores). So BLAS is
-# kept for the very large only.
+# kernels of _step_kernels.h, from it on BLAS gemv. Measured when these kernels were
+# written (2 shared cores, load 2-4, one step, us, ours on one thread / OpenBLAS 0.3.31
+# sgemv on 2 threads): LSTM H = D = 256 29 / 28-49, SimpleRNN 1024 107-111 / 300-5900,
+# LSTM 1024 1000-2750 / 1600-7100: one thread streaming the weights kept up with BLAS on
+# two, without waking a BLAS pool per step or fighting another pool for the cores (from
+# SPLIT_MIN on, split over crnn's pool). So BLAS is kept for the very large.
 VM_MAX = 1 << 24
 
 # From this many multiply-adds per step (weights times batch) on, the products are split
-# over crnn's pool (benchmarks/bench_step.py --split measures where that starts to pay).
+# over crnn's pool. Measured (benchmarks/bench_step.py --split, D = H, 2 shared cores,
+# load ~3.6, us, one thread / pool): float32 SimpleRNN 256 (131K) 8.6 / 11.2, 512 (524K)
+# 52 / 41; LSTM 128 (131K) 7.2 / 10.0, 256 (524K) 57 / 40; GRU 256 (393K) 22.9 / 23.6;
+# bfloat16 and int8 LSTM 128 7.5 / 6.2 and 5.8 / 5.8, GRU 256 17.9 / 13.6 and 17.2 /
+# 11.7. Below ~2^18 waking the pool costs what the second core saves.
 SPLIT_MIN = 1 << 18
 
 # From this many multiply-adds per step on, a step releases the GIL.
