@@ -315,10 +315,11 @@ class Model(Trainer, Layer):
         return super().from_config(config)
 
     # -- stepping (crnn.streaming) ---------------------------------------------------
-    def stepper(self, batch_size=1, states=None):
+    def stepper(self, batch_size=1, states=None, precision="float32"):
         """A new :class:`crnn.streaming.ModelStepper`: ``step(x_t) -> y_t``, ``states``,
-        ``reset``."""
-        return streaming.model_stepper(self, batch_size, states)
+        ``reset``; ``precision`` of its recurrent layers' weights (``"float32"``,
+        ``"bfloat16"``, ``"int8"``: see :mod:`crnn.streaming`)."""
+        return streaming.model_stepper(self, batch_size, states, precision)
 
     def step(self, x_t, states=None):
         """One time step: ``x_t`` the model's input at that step (``(B, D)``, or ids
