@@ -49,13 +49,19 @@ def _require_mpi():
     return exe
 
 
+def _flags(exe):
+    """Open MPI refuses root without --allow-run-as-root, and more ranks than cores
+    without --oversubscribe (other MPIs take neither)."""
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    return (["--allow-run-as-root", "--oversubscribe"]
+            if "Open MPI" in version or "OpenRTE" in version else [])
+
+
 def run_mpi(case, sizes, out, timeout=TIMEOUT):
     """Run case ``case`` of mpi_cases.py on ``len(sizes)`` ranks; returns the completed
     process and the seconds it took."""
     exe = _require_mpi()
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
-    flags = (["--allow-run-as-root", "--oversubscribe"]
-             if "Open MPI" in version or "OpenRTE" in version else [])
+    flags = _flags(exe)
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", CRNN_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [exe, *flags, "-n", str(len(sizes)), sys.executable,
@@ -246,3 +252,22 @@ def test_mismatched_ranks_raise_value_error_on_every_rank(tmp_path, case, words)
         message = (tmp_path / f"error-rank{r}.txt").read_text()
         assert message.startswith("ValueError: expected the same"), message
         assert words in message and f"rank {len(sizes) - 1}" in message, message
+
+
+# -- the example -----------------------------------------------------------------------------
+def test_the_example_runs_under_mpiexec_and_alone(tmp_path):
+    exe = _require_mpi()
+    args = ["-m", "crnn.examples.distributed", "--samples", "256", "--epochs", "2",
+            "--out", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    runs = {"mpiexec": [exe, *_flags(exe), "-n", "2", sys.executable, *args],
+            "alone": [sys.executable, *args]}
+    for how, cmd in runs.items():
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env,
+                              cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        processes = 2 if how == "mpiexec" else 1
+        assert proc.stdout.startswith(f"{processes} process(es)"), proc.stdout
+        assert proc.stdout.count("Epoch 1/2") == 1, proc.stdout        # rank 0 prints
+        assert "validation over every rank's shard" in proc.stdout
+    assert (tmp_path / "best.weights.npz").exists()
