@@ -31,9 +31,9 @@ import sys
 
 import numpy as np
 
-__all__ = ["abort", "allgather", "allreduce", "allreduce_mean", "barrier",
-           "broadcast", "broadcast_arrays", "init", "is_initialized", "local_rank", "local_size",
-           "rank", "size"]
+__all__ = ["abort", "allgather", "allreduce", "allreduce_mean", "barrier", "broadcast",
+           "broadcast_arrays", "init", "is_initialized", "local_rank", "local_size", "rank",
+           "size"]
 
 # Variables the common launchers set in each process they start: Open MPI's mpiexec,
 # MPICH/Intel MPI (Hydra, PMI-1/2) and PMIx (Open MPI 5, Slurm's srun --mpi=pmix),
@@ -210,7 +210,8 @@ def _as_list(arrays, what):
     for i, a in enumerate(items):
         a = np.asarray(a)
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise ValueError(f"expected {what}[{i}] to hold real numbers, got dtype {a.dtype}")
+            raise ValueError(f"expected {what}[{i}] to hold real numbers, got dtype "
+                             f"{a.dtype}")
         out.append(a)
     return single, out
 

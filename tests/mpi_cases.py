@@ -131,6 +131,32 @@ def case_stop(out, sizes):
         json.dump({"epochs": len(history.history["loss"]), "batches": len(seen)}, f)
 
 
+class _Subclassed(crnn.Model):
+    """A subclassed model: built by its first call (fit builds it before broadcasting),
+    its outputs, and so its metrics, known only then."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.gru = crnn.GRU(UNITS, seed=seed, dtype="float64")
+        self.dense = crnn.Dense(2, seed=seed, dtype="float64")
+
+    def call(self, x, training=False):
+        return self.dense(self.gru(x, training=training))
+
+
+def case_subclassed(out, sizes):
+    """A subclassed model, never called before fit, different initial weights per rank."""
+    rank = distributed.rank()
+    x, y = make_data("GRU", sum(sizes), seed=0)
+    model = _Subclassed(seed=10 + rank)
+    model.compile(crnn.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    part = shards(sizes)[rank]
+    history = model.fit(x[part], y[part], batch_size=3, epochs=3, verbose=0)
+    _check_same_everywhere(model, "subclassed")
+    with open(os.path.join(out, f"subclassed-rank{rank}.json"), "w") as f:
+        json.dump(history.history, f)
+
+
 class _RaiseOnRank1(crnn.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if distributed.rank() == 1 and batch == 2:
@@ -179,7 +205,8 @@ def case_architecture(out, sizes):
     _fit_catching(out, model, x, y)
 
 
-CASES = {"exact": case_exact, "stop": case_stop, "raise": case_raise,
+CASES = {"exact": case_exact, "stop": case_stop, "subclassed": case_subclassed,
+         "raise": case_raise,
          "shapes": case_shapes, "architecture": case_architecture}
 
 

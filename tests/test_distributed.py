@@ -8,6 +8,7 @@ mpi4py or mpiexec is missing, unless CRNN_REQUIRE_MPI=1 (CI sets it), when that 
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,8 +78,12 @@ def run_mpi(case, sizes, out, timeout=TIMEOUT):
 
 # -- the world of one, in this process ------------------------------------------------------
 def test_world_of_one_without_a_launcher(monkeypatch):
+    monkeypatch.setattr(distributed, "_world", None)
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
     for var in distributed._LAUNCHER_VARIABLES:
         monkeypatch.delenv(var, raising=False)
+    assert not distributed.is_initialized()
+    assert (distributed.rank(), distributed.size()) == (0, 1)     # before init too
     assert distributed.init() == 1
     assert distributed.is_initialized()
     assert (distributed.rank(), distributed.size()) == (0, 1)
@@ -181,14 +186,13 @@ def test_ranks_equal_one_process_on_the_concatenated_batches(exact_run, cell, op
         assert_close(results[name]["evaluate"][key], value, np.float64, err_msg=key)
 
 
+@pytest.mark.parametrize("exact_run", [(10, 10)], indirect=True, ids=["2-ranks"])
 @pytest.mark.parametrize("cell", mpi_cases.CELLS)
 def test_two_ranks_equal_fit_with_the_global_batch(exact_run, cell):
     """With equal shards, the issue's statement literally: one process's fit with
     batch_size=N*b on the batches interleaved rank by rank gives the same weights and
     history."""
     sizes, out, results, _ = exact_run
-    if len(set(sizes)) != 1:
-        pytest.skip("unequal shards: the global batches are not all N*b")
     k = mpi_cases.CELLS.index(cell)
     x, y = mpi_cases.make_data(cell, sum(sizes), seed=k)
     xv, yv = mpi_cases.make_data(cell, 2 * sum(sizes), seed=100 + k)
@@ -234,6 +238,16 @@ def test_a_stop_on_one_rank_stops_every_rank(tmp_path):
     assert seen == [{"epochs": 2, "batches": 5}] * len(sizes)
 
 
+def test_a_subclassed_model_is_built_and_broadcast(tmp_path):
+    sizes = (7, 5)
+    proc, _ = run_mpi("subclassed", sizes, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr   # the ranks' weights agree
+    histories = [json.loads((tmp_path / f"subclassed-rank{r}.json").read_text())
+                 for r in range(len(sizes))]
+    assert histories[0] == histories[1] and set(histories[0]) == {"loss", "mae"}
+    assert histories[0]["loss"][-1] < histories[0]["loss"][0]
+
+
 def test_a_rank_that_raises_ends_every_rank(tmp_path):
     proc, seconds = run_mpi("raise", (40, 40), tmp_path, timeout=120)
     assert proc.returncode != 0
@@ -271,3 +285,19 @@ def test_the_example_runs_under_mpiexec_and_alone(tmp_path):
         assert proc.stdout.count("Epoch 1/2") == 1, proc.stdout        # rank 0 prints
         assert "validation over every rank's shard" in proc.stdout
     assert (tmp_path / "best.weights.npz").exists()
+
+
+def test_the_readme_example_runs_under_mpiexec(tmp_path):
+    exe = _require_mpi()
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = re.search(r"<!-- readme-example: distributed -->\s*```python\n(.*?)```",
+                      readme, re.S).group(1)
+    script = tmp_path / "train.py"
+    script.write_text(block)
+    proc = subprocess.run([exe, *_flags(exe), "-n", "2", sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=ROOT, CRNN_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("Epoch 3/3") == 1, proc.stdout
+    losses = sorted(re.findall(r"rank (\d) of 2: loss (\S+)", proc.stdout))
+    assert [r for r, _ in losses] == ["0", "1"] and losses[0][1] == losses[1][1], proc.stdout

@@ -140,21 +140,32 @@ class DataParallel:
         state = distributed.broadcast(model.optimizer.get_state())
         if self.rank != 0:
             model.optimizer.set_state(state, params=model.trainable_weights)
-        self._make_layout()
 
     def _build(self, data):
-        """Build the model's weights on placeholders shaped like the data (no compute)."""
+        """Build the model's weights on placeholders shaped like the data (no compute);
+        a model whose ``call`` cannot run on placeholders, on its first sample (stored
+        recurrent states left as they were)."""
         def placeholders(part):
             if isinstance(part, list):
                 return [placeholders(a) for a in part]
-            if isinstance(part, dict):
-                raise ValueError("expected x as an array or a list of arrays to build the "
-                                 "model on, got a dict")
             return engine.SymbolicTensor((None,) + tuple(part.shape[1:]), part.dtype)
-        self.model.call(placeholders(data.x))
+        try:
+            self.model.call(placeholders(data.x))
+            return
+        except Exception:  # noqa: BLE001 - a call that only runs on arrays
+            pass
+        layers = [layer for layer in self.model.layers_deep() if hasattr(layer, "_states")]
+        saved = [layer._states for layer in layers]
+        try:
+            with engine.no_grad():
+                self.model(data.take(slice(0, 1)).x, training=False)
+        finally:
+            for layer, states in zip(layers, saved):
+                layer._states = states
 
     def _make_layout(self):
-        """Where each number sits in the step's buffer."""
+        """Where each number sits in the step's buffer (made at the first step, when
+        the model's outputs, and so its losses and metrics, are known)."""
         model = self.model
         weights = model.trainable_weights
         sizes = [w.size for w in weights]
@@ -178,6 +189,8 @@ class DataParallel:
     def train_step(self, state, batch, weights, grads, total, parts, preds, ys, sws):
         """Average the gradients over the ranks, apply them, return the global logs."""
         value_of = engine.value_of
+        if self._layout is None:
+            self._make_layout()
         L, buf = self._layout, self._buffer
         n = float(batch.n)
         at = 0
