@@ -130,8 +130,13 @@ def test_fast_matches_reference(rng, kernel, acts, given, size, mask, dtype):
 @pytest.mark.parametrize("kernel", KERNELS, ids=IDS)
 def test_any_small_shape(kernel, B, T, D, H, dtype, act, mask, seed):
     acts = kernel.acts[act % len(kernel.acts)]
+    # An unbounded activation lets a state grow along the sequence, and float32's
+    # rounding with it: (gru, linear/tanh, B=3, T=11, D=3, H=12, recurrent dropout,
+    # seed 0) differs from the twin by 2.4 times the tolerance at |h| = 18.5, the same
+    # before and after the kernels' changes of 2026-12-06 (found by hypothesis).
+    scale = 4.0 if dtype == np.float32 and {"linear", "relu"} & set(acts) else 1.0
     check_against_reference(kernel, np.random.default_rng(seed), B, T, D, H, dtype, acts,
-                            mask)
+                            mask, scale=scale)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
