@@ -57,7 +57,7 @@ def named_weights(layers):
                 named[path + name] = w
     # a layer may hold weights its params and sublayers do not show
     for i, layer in enumerate(layers):
-        for k, w in enumerate(layer.trainable_weights):
+        for k, w in enumerate(layer.weights):
             if id(w) not in seen:
                 seen.add(id(w))
                 named[f"{WEIGHTS_PREFIX}{i}/weight_{k}"] = w

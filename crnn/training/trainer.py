@@ -81,9 +81,7 @@ class Trainer(CompileMixin, TBPTTMixin):
         with engine.GradientTape() as tape:
             y_pred = self(batch.x, training=True)
             total, parts, preds, ys, sws = self._losses_of(batch, y_pred)
-        weights = self.trainable_weights
-        grads = tape.gradient(total, weights)
-        self.optimizer.apply(weights, grads)
+        self._apply_update(tape, total)   # gradients, optimizer, constraints
         return self._update_state(state, batch, total, parts, preds, ys, sws)
 
     def _test_step(self, batch, state):
