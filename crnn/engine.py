@@ -631,6 +631,8 @@ class Operation:
         new = {}
         for name, w in zip(names, weights):
             w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise ValueError(f"expected {name} of real numbers, got dtype {w.dtype}")
             if w.shape != self.params[name].shape:
                 raise ValueError(f"expected {name} of shape {self.params[name].shape}, got "
                                  f"{w.shape}")

@@ -265,6 +265,8 @@ class Model(Trainer, Layer):
         new = []
         for i, (w, cur) in enumerate(zip(weights, current)):
             w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise ValueError(f"expected weight {i} of real numbers, got dtype {w.dtype}")
             if w.shape != cur.shape:
                 raise ValueError(f"expected weight {i} of shape {cur.shape}, got {w.shape}")
             new.append(np.asarray(w, dtype=cur.dtype))
