@@ -425,3 +425,17 @@ def test_a_function_regularizer_trains_but_cannot_be_saved(tmp_path, rng):
     assert_close(dense.get_weights()[0], W - 0.1 * (x.T @ (2 * err / 4) + W), np.float64)
     with pytest.raises(ValueError):
         model.save(tmp_path / "f.crnn")
+
+
+def test_frozen_wrappers_and_recurrent_layers_survive_save_and_load(tmp_path):
+    lstm = crnn.LSTM(3, return_sequences=True)
+    bidi = crnn.Bidirectional(crnn.GRU(2, return_sequences=True))
+    dense = crnn.Dense(2)
+    model = crnn.Sequential([crnn.Input((4, 3)), lstm, bidi,
+                             crnn.TimeDistributed(dense)])
+    lstm.trainable = bidi.trainable = False
+    model.save(tmp_path / "f.crnn")
+    back = crnn.load_model(tmp_path / "f.crnn")
+    assert [layer.trainable for layer in back.layers_deep()] == [
+        layer.trainable for layer in model.layers_deep()]
+    assert len(back.trainable_weights) == 2 and len(back.weights) == len(model.weights)

@@ -77,9 +77,10 @@ def serialize(layer):
         raise ValueError(f"cannot save layer {layer.name!r} ({type(layer).__name__}): its "
                          f"get_config failed: {one_line(e)}") from e
     where = f"layer {layer.name!r} ({type(layer).__name__}) config"
-    return _with_registered_name(
-        {"class_name": data["class_name"], "config": encode(data["config"], where)},
-        type(layer))
+    out = {"class_name": data["class_name"], "config": encode(data["config"], where)}
+    if getattr(layer, "trainable", True) is False:
+        out["trainable"] = False     # also for a layer whose get_config does not say it
+    return _with_registered_name(out, type(layer))
 
 
 def deserialize(data, custom_objects):
@@ -92,7 +93,10 @@ def deserialize(data, custom_objects):
                            data.get("build_input"))[0]
     config = decode(data.get("config", {}), None, custom_objects)
     with custom_scope(custom_objects):  # for wrappers that deserialize their inner layer
-        return cls.from_config(config)
+        layer = cls.from_config(config)
+    if data.get("trainable") is False and isinstance(layer, Layer):
+        layer.trainable = False
+    return layer
 
 
 class custom_scope(registry.custom_object_scope):
