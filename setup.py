@@ -7,8 +7,11 @@ BLAS comes from ``scipy.linalg.cython_blas``: no link flags, no BLAS headers.
 Set ``CRNN_DEBUG=1`` to build with bounds and initialisation checks on, and
 ``CRNN_NO_OPENMP=1`` to build without OpenMP (which is otherwise used where the compiler
 takes ``-fopenmp``). ``CRNN_BUILD_ONLY=_lstm,_gru`` rebuilds only the named extensions
-(for working on one kernel while another is being edited).
+(for working on one kernel while another is being edited). The extensions compile in
+parallel, one per core, and an extension already built in place from the same kernel
+sources, flags and Cython is reused (:class:`BuildExt`); ``pip install -v`` shows which.
 """
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,8 +20,10 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+import Cython
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("CRNN_DEBUG", "0") == "1"
 
@@ -92,7 +97,58 @@ extensions = [
     for name in modules
 ]
 
+
+
+class BuildExt(build_ext):
+    """setuptools' build_ext on every core (one compiler process an extension), saying
+    what it builds, and reusing an extension built in place before from the same kernel
+    sources, flags and Cython (``pip install -e`` compiles in a fresh temporary folder
+    each time: the README's second command would compile everything the first one just
+    compiled). ``pip install -v`` shows the messages."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    @staticmethod
+    def _key(ext):
+        """What the extension is built from: every kernel source (the .pyx, .pxd and .h
+        files of src/crnn, which cimport one another), the flags and Cython's version.
+        Contents, not times: pip's fresh build environment makes Cython regenerate
+        every .c file."""
+        digest = hashlib.sha256()
+        for path in sorted(Path("src/crnn").iterdir()):
+            if path.suffix in (".pyx", ".pxd", ".h"):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(" ".join([Cython.__version__, ext.name, *ext.extra_compile_args,
+                                *ext.extra_link_args]).encode())
+        return digest.hexdigest()
+
+    def build_extension(self, ext):
+        target = self.get_ext_fullpath(ext.name)
+        in_place = Path(ext.name.replace(".", "/")).with_name(Path(target).name)
+        stamp = in_place.with_name(in_place.name + ".key")
+        key = self._key(ext)
+        # the stamp holds the key and the digest of the library compiled from it: the
+        # in-place copy is that library only if the build that made it succeeded
+        if (not self.force and in_place.exists() and stamp.exists()
+                and stamp.read_text() == f"{key} {_digest(in_place)}"):
+            print(f"crnn: {ext.name} is up to date ({in_place}), reused", file=sys.stderr)
+            os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+            shutil.copyfile(in_place, target)
+            return
+        print(f"crnn: compiling {ext.name}", file=sys.stderr)
+        super().build_extension(ext)
+        stamp.write_text(f"{key} {_digest(target)}")
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 setup(
+    cmdclass={"build_ext": BuildExt},
     ext_modules=cythonize(
         extensions,
         # cimports resolve under src/ (crnn._blas -> src/crnn/_blas.pxd), and cythonize
@@ -101,5 +157,6 @@ setup(
         # The headers the .pxd files name are in each extension's depends above.
         include_path=["src"],
         compiler_directives=directives,
+        nthreads=os.cpu_count() or 1,
     ),
 )

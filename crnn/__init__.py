@@ -25,13 +25,13 @@ from crnn.models import Input, Model, Sequential
 from crnn.saving import load_model, save_model
 from crnn.streaming import generate
 from crnn.cores import get_num_threads, set_num_threads, threads
-
-__version__ = "0.1.0"
+from crnn import interop
+from crnn._version import __version__
 
 __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
            "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",
            "Model", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
-           "TimeDistributed", "callbacks", "constraints", "get_backend", "load_model", "losses", "metrics",
-           "generate", "get_num_threads", "no_grad", "ops", "optimizers", "reference",
-           "regularizers",
+           "TimeDistributed", "callbacks", "constraints", "get_backend", "load_model",
+           "losses", "metrics", "generate", "get_num_threads", "interop", "no_grad", "ops",
+           "optimizers", "reference", "regularizers",
            "save_model", "saving", "set_backend", "set_num_threads", "streaming", "threads"]

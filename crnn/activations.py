@@ -69,8 +69,20 @@ def check(name):
 # -- for the layers around a recurrence (Dense, Activation), softmax too ----------------
 def softmax(a, axis=-1):
     """``exp(a) / sum(exp(a), axis)``, shifted by the maximum so that nothing overflows."""
-    e = np.exp(a - a.max(axis=axis, keepdims=True))
+    e = np.exp(a - _max(a, axis))
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def _max(a, axis):
+    """``a.max(axis, keepdims=True)``. Over a short last axis (a softmax over 10 classes)
+    NumPy's reduction costs ~60 ns a row (157 us for 2560 rows of 10, six times the
+    exp); a maximum of its few columns, taken column by column, the same values."""
+    if a.ndim == 0 or axis not in (-1, a.ndim - 1) or not 1 <= a.shape[-1] <= 16:
+        return a.max(axis=axis, keepdims=True)
+    m = a[..., :1].copy()
+    for j in range(1, a.shape[-1]):
+        np.maximum(m, a[..., j:j + 1], out=m)
+    return m
 
 
 def softmax_backward(y, dy, axis=-1):

@@ -45,12 +45,19 @@ def check(name):
     return name
 
 
+_loaded = {}   # (backend, family) -> module, imported once (kernels runs every call)
+
+
 def kernels(family, backend="auto"):
     """The module holding ``<family>_forward`` / ``<family>_backward`` for a backend."""
     name = _default if backend == "auto" else backend
-    try:
-        return importlib.import_module(_MODULES[name, family])
-    except ImportError as e:  # only the compiled modules can fail to import
-        raise ImportError(
-            f"crnn's compiled kernels are missing ({e}); reinstall with 'pip install .' "
-            f"(needs a C compiler), or use crnn.set_backend('reference')") from e
+    module = _loaded.get((name, family))
+    if module is None:
+        try:
+            module = importlib.import_module(_MODULES[name, family])
+        except ImportError as e:  # only the compiled modules can fail to import
+            raise ImportError(
+                f"crnn's compiled kernels are missing ({e}); reinstall with 'pip install "
+                f".' (needs a C compiler), or use crnn.set_backend('reference')") from e
+        _loaded[name, family] = module
+    return module

@@ -25,6 +25,7 @@ import contextlib
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,7 +36,7 @@ try:  # threadpoolctl reaches the BLAS libraries of NumPy and SciPy; without it 
 except ImportError:  # pragma: no cover - threadpoolctl is a dependency
     ThreadpoolController = None
 
-__all__ = ["computing", "get_num_threads", "set_num_threads", "threads"]
+__all__ = ["computing", "concurrently", "get_num_threads", "set_num_threads", "threads"]
 
 
 def _check(n):
@@ -97,6 +98,81 @@ def threads(n):
         yield n
     finally:
         set_num_threads(before)
+
+
+# -- independent computations at once ---------------------------------------------------
+_helpers = None    # the threads that run concurrently()'s other tasks, made on first use
+
+
+def _forget_helpers():
+    global _helpers
+    _helpers = None   # a forked child has none of the parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
+
+
+def _with_threads(task, n):
+    def run():
+        before = _lstm._local_threads()
+        _lstm._local_threads(n)
+        try:
+            return task()
+        finally:
+            _lstm._local_threads(before)
+    return run
+
+
+def concurrently(*tasks):
+    """Run independent tasks (callables without arguments) at once and return their
+    results in order: the first on the calling thread, each other one on a thread of
+    its own, crnn's threads shared among them (with 2 threads and 2 tasks, one each).
+
+    Why: a small recurrent kernel gains little from a second thread (a barrier a time
+    step), while two kernels that do not depend on each other, such as the two
+    directions of a Bidirectional layer, each keep one thread busy without any. With
+    one thread, or one task, they run one after the other on the calling thread; and a
+    task that no helper thread has started by the time the calling thread is done with
+    its own runs there too (on a busy machine a helper may wait for a CPU), on the
+    threads a helper would have had: the results do not depend on which thread ran
+    what. The first exception raised (in task order) is raised here, after every task
+    ended.
+    """
+    global _helpers
+    n = get_num_threads()
+    if len(tasks) < 2 or n < 2:
+        return [task() for task in tasks]
+    k = min(len(tasks), n)   # tasks beyond n threads queue behind the others
+    share = n // k
+    if _helpers is None or _helpers._max_workers < k - 1:
+        if _helpers is not None:
+            _helpers.shutdown(wait=False)
+        _helpers = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="crnn")
+    claims = [threading.Lock() for _ in tasks[1:]]   # held by whoever runs the task
+
+    def offer(claim, task):
+        def run():
+            if claim.acquire(blocking=False):
+                return _with_threads(task, share)()
+            return None                              # the calling thread took it
+        return run
+    futures = [_helpers.submit(offer(c, t)) for c, t in zip(claims, tasks[1:])]
+    results, errors = [], []
+    for i, task in enumerate(tasks):
+        try:
+            if i == 0:
+                results.append(_with_threads(task, n - share * (k - 1))())
+            elif claims[i - 1].acquire(blocking=False):   # not started elsewhere: here,
+                results.append(_with_threads(task, share)())   # as a helper would
+            else:
+                results.append(futures[i - 1].result())
+        except BaseException as e:   # the others still end before this raises
+            errors.append(e)
+            results.append(None)
+    if errors:
+        raise errors[0]
+    return results
 
 
 # -- the BLAS libraries inside crnn's computations ------------------------------------------

@@ -24,6 +24,7 @@ layers on :class:`SymbolicTensor` placeholders (from :func:`crnn.Input`), and re
 by calling the same layers on arrays.
 """
 import contextlib
+import functools
 import itertools
 import threading
 from collections import defaultdict
@@ -243,6 +244,38 @@ def record(layer, cache, inputs, outputs):
     return wrapped
 
 
+@cores.computing()
+def run_concurrently(calls):
+    """Run independent primitive calls at once (:func:`crnn.cores.concurrently`) and
+    record them as :meth:`Operation._run` does, as a group whose backward passes run at
+    once too.
+
+    ``calls`` is a list of ``(operation, inputs, options)``, what each call would pass
+    to ``_run``; no call may read another's outputs. Returns each call's flat outputs
+    (Tensors while a tape records), in order.
+    """
+    no_grad_depth = getattr(_local, "no_grad", 0)
+
+    def task(operation, inputs, options):
+        def run():
+            saved = getattr(_local, "no_grad", 0)
+            _local.no_grad = no_grad_depth   # the caller's no_grad in this thread too
+            try:
+                return operation._forward([value_of(a) for a in inputs], **options)
+            finally:
+                _local.no_grad = saved
+        return run
+    results = cores.concurrently(*[task(*call) for call in calls])
+    tapes = _tapes() if grad_enabled() else []
+    firsts = [len(tape.records) for tape in tapes]
+    outputs = [operation._note_call(cache, inputs, outs)
+               for (operation, inputs, _), (outs, cache) in zip(calls, results)]
+    for tape, first in zip(tapes, firsts):
+        if len(tape.records) - first > 1:
+            tape.groups[len(tape.records) - 1] = first
+    return outputs
+
+
 class GradientTape:
     """Records layer calls for :meth:`gradient` (as ``tf.GradientTape``).
 
@@ -256,6 +289,9 @@ class GradientTape:
 
     def __init__(self):
         self.records = []
+        # calls that ran at once (run_concurrently): index of a group's last record ->
+        # index of its first; their backward passes run at once too
+        self.groups = {}
 
     def __enter__(self):
         _tapes().append(self)
@@ -315,19 +351,29 @@ class GradientTape:
         # so that two operations showing one dict (an RNN layer and its cell, a weight
         # read onto the tape by crnn.regularizers) add into one gradient per weight
         weight_grads = {}
-        for layer, cache, inputs, outputs in reversed(self.records):
-            d_outputs = [None if o is None else grads.get(id(o)) for o in outputs]
-            if all(d is None for d in d_outputs):
-                continue
-            d_inputs, d_params = layer._backward(cache, d_outputs)
-            for a, d in zip(inputs, d_inputs):
-                if d is not None and isinstance(a, Tensor):
-                    _accumulate(grads, id(a), d)
-            if d_params:
-                params = layer.params   # held in the entry: its id stays its own
-                _, _, by_name = weight_grads.setdefault(id(params), (layer, params, {}))
-                for name, d in d_params.items():
-                    _accumulate(by_name, name, d)
+        last = len(self.records) - 1
+        while last >= 0:
+            # one record, or a group that ran at once (none reads another's outputs)
+            first = self.groups.get(last, last)
+            calls = []
+            for layer, cache, inputs, outputs in reversed(self.records[first:last + 1]):
+                d_outputs = [None if o is None else grads.get(id(o)) for o in outputs]
+                if any(d is not None for d in d_outputs):
+                    calls.append((layer, cache, inputs, d_outputs))
+            last = first - 1
+            results = cores.concurrently(*[
+                functools.partial(layer._backward, cache, d_outputs)
+                for layer, cache, _, d_outputs in calls])
+            for (layer, _, inputs, _), (d_inputs, d_params) in zip(calls, results):
+                for a, d in zip(inputs, d_inputs):
+                    if d is not None and isinstance(a, Tensor):
+                        _accumulate(grads, id(a), d)
+                if d_params:
+                    params = layer.params   # held in the entry: its id stays its own
+                    _, _, by_name = weight_grads.setdefault(id(params),
+                                                            (layer, params, {}))
+                    for name, d in d_params.items():
+                        _accumulate(by_name, name, d)
         by_array = {}
         for layer, params, by_name in weight_grads.values():
             layer.grads.clear()  # in place: a wrapping layer may share the dict
@@ -545,6 +591,10 @@ class Operation:
         """Run the primitive on the flat list ``inputs`` (arrays or Tensors; None for an
         absent optional input) and record it on the tape. Returns the flat outputs."""
         outputs, cache = self._forward([value_of(a) for a in inputs], **options)
+        return self._note_call(cache, inputs, outputs)
+
+    def _note_call(self, cache, inputs, outputs):
+        """Keep the call's cache for :meth:`_backward_last` and record the call."""
         if grad_enabled():
             self._last_call = cache
             self._called = True

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from crnn import engine, saving, streaming
+from crnn import engine, export as _export, saving, streaming
 from crnn.engine import Input, as_dtype
 from crnn.layers.base import (Layer, accepts_mask, accepts_training, add_activity_losses,
                               call_context, sublayers)
@@ -299,6 +299,14 @@ class Model(Trainer, Layer):
     def load_weights(self, path):
         """Read weights from ``path``: see :func:`crnn.saving.load_weights`."""
         saving.load_weights(self, path)
+
+    def export(self, filepath, format="onnx", dtype=None):
+        """Write the model for serving without crnn (Keras 3's method): ``format="onnx"``
+        writes an ONNX model of standard operators with a dynamic batch and sequence
+        length (needs the ``onnx`` package, ``pip install 'crnn[onnx]'``); see
+        :mod:`crnn.export.onnx` for what each layer becomes, what cannot be exported and
+        ``dtype`` (the graph's float type; by default the layers')."""
+        _export.export_model(self, filepath, format=format, dtype=dtype)
 
     def get_config(self):
         """A Sequential's or functional model's architecture as JSON-compatible data (see

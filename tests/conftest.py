@@ -18,6 +18,24 @@ def require_torch():
     return torch
 
 
+def require(module, name):
+    """Import ``module`` for the tests that use referee ``name`` (KERAS, ONNX): skip
+    without it, unless CRNN_REQUIRE_<name>=1, when its absence is a failure (CI sets
+    it)."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get(f"CRNN_REQUIRE_{name}") == "1":
+            pytest.fail(f"CRNN_REQUIRE_{name}=1 but {module} cannot be imported")
+        pytest.skip(f"{module} is not installed")
+
+
+def require_onnx():
+    """``(onnx, onnxruntime)`` for the export tests (CRNN_REQUIRE_ONNX=1 in CI)."""
+    return require("onnx", "ONNX"), require("onnxruntime", "ONNX")
+
+
 def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
     """Relative agreement at the dtype's tolerance, measured against the largest entry
     (so entries near zero are judged on the array's scale, not their own)."""
@@ -50,11 +68,12 @@ def rng():
 @pytest.fixture
 def kernel_paths():
     """Restores the compiled kernels' path choices afterwards (``_force_path`` of the LSTM
-    and the GRU, and the LSTM's packed-GEMM instruction set and thread count)."""
+    and the GRU, and the LSTM's packed-GEMM instruction set, thread count and split)."""
     from crnn import _gru, _lstm
     threads = _lstm._packed_threads()
     yield
     _lstm._packed_isa(-1)
     _lstm._packed_threads(threads)
     _lstm._force_path(None)
+    _lstm._force_split(None)
     _gru._force_path(None)

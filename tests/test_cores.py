@@ -4,6 +4,8 @@ products (split over crnn's pool, the same results as one BLAS call)."""
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +148,97 @@ def test_bad_environment_says_which_variable():
     ok = run_python("import crnn, os; print(crnn.get_num_threads())", OMP_NUM_THREADS="x")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(len(os.sched_getaffinity(0)))
+
+
+# -- independent computations at once ------------------------------------------------------
+def _seen():
+    return threading.get_ident(), crnn.get_num_threads(), _lstm._local_threads()
+
+
+def _meeting(parties):
+    """A task that returns _seen() once `parties` tasks are running at once."""
+    barrier = threading.Barrier(parties, timeout=30)
+
+    def task():
+        barrier.wait()
+        return _seen()
+    return task
+
+
+def test_concurrently_shares_the_threads_and_keeps_the_order():
+    crnn.set_num_threads(2)
+    meet = _meeting(2)
+    (caller, n0, l0), (other, n1, l1) = cores.concurrently(meet, meet)
+    assert caller == threading.get_ident() != other
+    assert (n0, l0, n1, l1) == (1, 1, 1, 1)      # one thread each
+    assert _lstm._local_threads() == 0 and crnn.get_num_threads() == 2  # unset after
+    crnn.set_num_threads(5)
+    meet = _meeting(3)
+    seen = cores.concurrently(meet, meet, meet)
+    assert [s[1] for s in seen] == [3, 1, 1]
+    assert seen[0][0] == threading.get_ident() not in (seen[1][0], seen[2][0])
+    assert cores.concurrently(lambda: 7) == [7] and cores.concurrently() == []
+
+
+def test_concurrently_runs_here_what_no_helper_started():
+    crnn.set_num_threads(2)
+    cores.concurrently(_seen, _seen)          # the helper thread exists
+    release = threading.Event()
+    blocker = cores._helpers.submit(release.wait, 30)   # ... and is busy
+    try:
+        seen = cores.concurrently(_seen, _seen)
+    finally:
+        release.set()
+    blocker.result()
+    assert {s[0] for s in seen} == {threading.get_ident()}
+    assert seen[1][1:] == (1, 1)              # on the one thread a helper would have had
+
+
+def test_concurrently_on_one_thread_runs_in_turn_here():
+    crnn.set_num_threads(1)
+    seen = cores.concurrently(_seen, _seen)
+    assert {s[0] for s in seen} == {threading.get_ident()}
+    assert [s[2] for s in seen] == [0, 0]
+
+
+def test_concurrently_raises_the_first_error_after_all_ended():
+    crnn.set_num_threads(2)
+    ended = []
+
+    def slow_then_fail():
+        time.sleep(0.05)
+        ended.append("other")
+        raise KeyError("other")
+
+    def fail():
+        raise ValueError("first")
+    with pytest.raises(ValueError, match="first"):
+        cores.concurrently(fail, slow_then_fail)
+    assert ended == ["other"] and _lstm._local_threads() == 0
+    with pytest.raises(KeyError):
+        cores.concurrently(lambda: 1, slow_then_fail)
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("mask", [False, True])
+def test_bidirectional_at_once_equals_in_turn(cell, mask):
+    # With 2 threads the two directions run at once, one thread each; with 1, in turn on
+    # one thread: the same kernels on one thread either way, so the same bits, forward
+    # and backward (through the tape's group of the two calls).
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 9, 5)).astype(np.float32)
+    lengths = np.array([9, 4] * 8) if mask else None
+    layer = crnn.Bidirectional(getattr(crnn, cell)(48, return_sequences=True, seed=1))
+    dy = rng.standard_normal((16, 9, 96)).astype(np.float32)
+    results = []
+    for n in (1, 2):
+        with crnn.threads(n):
+            with crnn.GradientTape() as tape:
+                xt = tape.watch(x)
+                y = layer(xt, lengths=lengths, training=True)
+            grads = tape.gradient(y, [xt] + layer.trainable_weights, output_gradient=dy)
+        results.append([np.asarray(y)] + grads)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    with crnn.threads(2), crnn.no_grad():   # no_grad reaches the other thread too
+        np.testing.assert_array_equal(layer(x, lengths=lengths), results[0][0])

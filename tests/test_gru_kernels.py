@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import scipy.special
 
-from crnn import _gru as fast
+from conftest import assert_close
+from crnn import _gru as fast, _lstm, cores
 from crnn.reference import gru as ref
 from kernel_cases import BY_ID, DTYPES, float_range, problem
 
@@ -65,3 +66,40 @@ def test_default_activations_over_the_float_range(dtype, reset_after):
     np.testing.assert_allclose(gates[:, 0, :H], z, rtol=4 * eps, atol=tiny)
     np.testing.assert_allclose(gates[:, 0, 2 * H:], n, rtol=4 * eps, atol=tiny)
     np.testing.assert_allclose(hs[:, 0], (1 - z) * n, rtol=8 * eps, atol=8 * eps)
+
+
+GRU = BY_ID["gru"]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("B,T,D,H", [(1, 4, 3, 5), (7, 6, 4, 9), (40, 12, 5, 33)])
+@pytest.mark.parametrize("mask", [False, True])
+def test_packed_loop_by_rows_matches_reference(rng, kernel_paths, threads, B, T, D, H,
+                                               mask):
+    # The packed path's time loop (float32, reset_after) cut by rows over the threads
+    # (each thread a chunk of the batch through every step; a chunk of none where
+    # B < threads), with masks of real steps and recurrent dropout, in training and
+    # inference, against the NumPy twin, and bit for bit against the loop not cut (each
+    # step's product on the pool, the gate passes on the calling thread).
+    _lstm._packed_threads(threads)
+    fast._force_path("packed")
+    args = problem(GRU, rng, B, T, D, H, np.float32, mask=mask)
+    x, h0, W_x, W_h, b, m = (args[k] for k in ("x", "h0", "W_x", "W_h", "b",
+                                               "recurrent_mask"))
+    real = rng.random((B, T)) > 0.3 if mask else None
+    runs = []
+    try:
+        for split in (True, False):
+            fast._force_split(split)
+            with cores.computing():   # (the training forward packs only while crnn computes)
+                out = fast.gru_forward(x, h0, W_x, W_h, b, recurrent_mask=m, mask=real)
+                inf = fast.gru_inference(x, h0, W_x, W_h, b, mask=real)
+            runs.append([*out, *inf])
+    finally:
+        fast._force_split(None)
+    expected = ref.gru_forward(x, h0, W_x, W_h, b, recurrent_mask=m, mask=real)
+    for name, a, e in zip(["hs", "gates", "hn"], runs[0], expected):
+        assert_close(a, e, np.float32, err_msg=name)
+    for a, e in zip(*runs):
+        if a is not None:
+            np.testing.assert_array_equal(a, e)

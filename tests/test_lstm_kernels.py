@@ -29,13 +29,16 @@ VARIANTS = [v for v in (0, 1, 2) if v <= fast._packed_isa()]  # C, AVX2, AVX-512
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[ISA_IDS[v] for v in VARIANTS])
 @pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("split", ["units", "rows"])
 @pytest.mark.parametrize("mask", [False, True])
 @pytest.mark.parametrize("size", list(PACKED_SIZES))
-def test_packed_path_matches_reference(rng, kernel_paths, variant, threads, mask, size):
+def test_packed_path_matches_reference(rng, kernel_paths, variant, threads, split, mask,
+                                       size):
     B, T, D, H = PACKED_SIZES[size]
     fast._packed_isa(variant)
     fast._packed_threads(threads)
     fast._force_path("packed")
+    fast._force_split(split)
     args = problem(LSTM, rng, B, T, D, H, np.float32, mask=mask)
     out_ref = LSTM.forward("reference", args)
     for name, a, e in zip(LSTM.outputs, LSTM.forward("cython", args), out_ref):
@@ -46,6 +49,39 @@ def test_packed_path_matches_reference(rng, kernel_paths, variant, threads, mask
         g_fast = LSTM.backward("cython", args, out_ref, dhs, lasts)
         for name, a, e in zip(LSTM.params, g_fast, g_ref):
             assert_close(a, e, np.float32, err_msg=f"d{name} {given}")
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("B,T,D,H", [(40, 9, 5, 70), (64, 6, 16, 128), (25, 4, 3, 16)])
+def test_split_by_rows_equals_split_by_units(rng, kernel_paths, threads, B, T, D, H):
+    # The time loop cut by rows (each thread a chunk of the batch through every step)
+    # computes what the loop cut by units computes, bit for bit, with masks of real steps
+    # and a recurrent mask, in training and inference; only db, summed per row chunk,
+    # may differ in the last bits.
+    fast._packed_threads(threads)
+    fast._force_path("packed")
+    args = problem(LSTM, rng, B, T, D, H, np.float32, mask=True)
+    real = rng.random((B, T)) > 0.3
+    grads = output_grads(LSTM, rng, B, T, H, np.float32, (True, True, True))
+    dhs, (dh_last, dc_last) = grads
+    results = []
+    for split in ("units", "rows"):
+        fast._force_split(split)
+        x, h0, c0, W_x, W_h, b, m = (args[k] for k in ("x", "h0", "c0", "W_x", "W_h", "b",
+                                                       "recurrent_mask"))
+        hs, cs, gates = fast.lstm_forward(x, h0, c0, W_x, W_h, b, recurrent_mask=m,
+                                          mask=real)
+        back = fast.lstm_backward(x, h0, c0, W_x, W_h, hs, cs, gates, dhs, dh_last,
+                                  dc_last, recurrent_mask=m, mask=real)
+        results.append([hs, cs, gates, *back,
+                        *fast.lstm_inference(x, h0, c0, W_x, W_h, b, mask=real)])
+    names = ["hs", "cs", "gates", "dx", "dh0", "dc0", "dW_x", "dW_h", "db", "hs (inference)",
+             "h_last", "c_last"]
+    for name, a, e in zip(names, *results):
+        if name == "db":
+            assert_close(a, e, np.float32, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a, e, err_msg=name)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[ISA_IDS[v] for v in VARIANTS])

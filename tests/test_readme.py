@@ -56,3 +56,21 @@ def test_the_stateful_example_runs():
     np.testing.assert_array_equal(h[[0, 3]], 0.0)
     assert np.abs(h[[1, 2]]).min() > 0 and namespace["lstm"].states is None
     assert np.concatenate(namespace["pieces"], axis=1).shape == (4, 1000, 32)
+
+
+def test_the_interop_example_runs():
+    """The "Bringing models in and out" block, where its referees are installed (CI
+    installs them all)."""
+    from conftest import require, require_onnx, require_torch
+    require("h5py", "KERAS")
+    require_onnx()
+    torch = require_torch()
+    namespace = {}
+    exec(compile(block_after("<!-- readme-example: interop -->"), "README.md", "exec"),
+         namespace)
+    x = np.random.default_rng(1).standard_normal((2, 4, 3)).astype("float32")
+    with torch.no_grad():
+        expected = namespace["module"](torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(namespace["layers"].predict(x, verbose=0), expected,
+                               rtol=1e-5, atol=1e-5)
+    assert isinstance(namespace["back"], torch.nn.LSTM)

@@ -501,12 +501,23 @@ class RNN(RecurrentStepMixin, Layer):
 
     # -- forward ---------------------------------------------------------------------
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
+        _, flat, options = self._primitive_call(inputs, initial_state, training, mask,
+                                                lengths)
+        return self._call_result(self._run(flat, **options))
+
+    def _primitive_call(self, inputs, initial_state=None, training=False, mask=None,
+                        lengths=None):
+        """What :meth:`call` passes to ``_run``, as ``(self, inputs, options)`` (the form
+        of :func:`crnn.engine.run_concurrently`'s calls)."""
         names = self.cell.state_names
         states = ([None] * len(names) if initial_state is None
                   else self.cell.state_list(initial_state))
-        outs = self._run([inputs, *states], training=training,
-                         states_given=initial_state is not None, mask=mask,
-                         lengths=lengths)
+        return self, [inputs, *states], dict(training=training,
+                                             states_given=initial_state is not None,
+                                             mask=mask, lengths=lengths)
+
+    def _call_result(self, outs):
+        """:meth:`call`'s result from the primitive's flat outputs."""
         return list(outs) if self.return_state else outs[0]
 
     def compute_mask(self, inputs, mask=None):

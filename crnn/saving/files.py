@@ -28,6 +28,7 @@ from crnn.saving.architecture import (build_model, custom_scope, get_model_confi
                                       weight_shapes)
 from crnn.saving.codec import check, one_line
 from crnn.saving.compile import compile_config, restore_compile
+from crnn.saving.keras_format import is_keras_file, load_keras, save_keras
 from crnn.saving.weights import (WEIGHTS_PREFIX, assign, check_names, named_weights,
                                  restore_rngs, rng_states, unbuilt_layers)
 
@@ -337,7 +338,9 @@ def save_model(model, path, include_optimizer=True, compressed=False):
         build its weights again at load time; an unregistered one raises ``ValueError``:
         use :func:`save_weights`).
     path : str or os.PathLike
-        Written exactly as given (no extension is added; ``.crnn`` is customary).
+        Written exactly as given (no extension is added; ``.crnn`` is customary). A
+        path ending in ``.keras`` writes a Keras 3 file instead, which Keras opens
+        (:func:`crnn.saving.keras_format.save_keras`; needs h5py).
     include_optimizer : bool
         Also store the compile configuration and the optimizer's state (when compiled).
         A configuration that cannot be stored (a loss given as a Python function) is left
@@ -345,6 +348,9 @@ def save_model(model, path, include_optimizer=True, compressed=False):
     compressed : bool
         Deflate the arrays (smaller, slower).
     """
+    if os.fspath(path).endswith(".keras"):      # Keras 3's format, for Keras to open
+        save_keras(model, path)
+        return
     kind = model_kind(model)
     if kind == "subclassed":
         model_config = subclassed_model_config(model)
@@ -414,7 +420,8 @@ class _Named:
 
 
 def load_model(path, custom_objects=None, compile=True):
-    """Read a model written by :func:`save_model`.
+    """Read a model written by :func:`save_model`, or a Keras ``.keras`` or ``.h5`` model
+    file (chosen by the file's content; :mod:`crnn.saving.keras_format`, needs h5py).
 
     Parameters
     ----------
@@ -441,6 +448,8 @@ def load_model(path, custom_objects=None, compile=True):
         is read only after its declared shape and size were checked.
     """
     path = os.fspath(path)
+    if is_keras_file(path):                     # a Keras .keras or .h5 file, by content
+        return load_keras(path, compile=compile)
     with _Archive(path) as archive:
         meta = archive.meta
         if meta["kind"] != "model":

@@ -73,7 +73,7 @@ from libc.string cimport memcpy, memset
 
 from crnn._blas cimport (BLAS_Trans, NoTrans, Trans, gemm, splitting, trans_b_faster,
                          transpose)
-from crnn._lstm cimport packed_align, packed_product, packed_size
+from crnn._lstm cimport packed_align, packed_product, packed_size, pool_run, pool_threads
 from crnn._gru_rows cimport (gru_after_back_row, gru_after_row, gru_before_back_row,
                              gru_before_reset_row, gru_candidate_row, gru_gates_row)
 
@@ -142,6 +142,10 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
         # 0. hm = h0 * m (for later steps step 5 writes it)
         for i in range(B * H):
             h_masked[i] = h0[i] * mask[i]
+    if reset_after:
+        _after_loop(hs, gates, hn, h0, W_rec, t_rec, ld_rec, b, mask, h_masked, rec, real,
+                    B, T, H, act, ract, Wp)
+        return
     for t in range(T):
         if t == 0:
             h_prev, ld_prev = h0, H
@@ -151,53 +155,164 @@ cdef void _forward(floating *hs, floating *gates, floating *hn, const floating *
             hm, ld_hm = h_masked, H
         else:
             hm, ld_hm = h_prev, ld_prev
-        if reset_after:
-            # 2. rec = hm @ W_h   (b_r joins in the pass)
-            if floating is float and Wp != NULL:
-                packed_product(hm, ld_hm, NULL, 0, Wp, rec, G, B, G, H, False, 1)
-            else:
-                gemm(NoTrans, t_rec, <int> B, <int> G, <int> H, <floating> 1.0,
-                     hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
-            # 3-5 (and 0 for step t+1)
-            for i in range(B):
-                g = gates + i * TG + t * G
-                if real != NULL and not real[i * T + t]:
-                    _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
-                                  hn + i * TH + t * H, H)
-                    continue
-                hm_next = h_masked + i * H if mask != NULL else NULL
-                m = mask + i * H if mask != NULL else NULL
-                gru_after_row(g, rec + i * G, b, b + G, h_prev + i * ld_prev,
-                              hn + i * TH + t * H, hs + i * TH + t * H, hm_next, m, H,
-                              act, ract)
+        # 2. rec[:, :2H] = hm @ W_h[:, :2H]   (reset_after False; True: _after_loop)
+        gemm(NoTrans, t_rec, <int> B, <int> (2 * H), <int> H, <floating> 1.0,
+             hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
+        # 3. z, r; hn[:, t] = q = r * hm
+        for i in range(B):
+            g = gates + i * TG + t * G
+            if real != NULL and not real[i * T + t]:
+                # 6. a padded row (its q zero: 4's product gives it zero)
+                _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
+                              hn + i * TH + t * H, H)
+                continue
+            gru_gates_row(g, rec + i * G, b, hm + i * ld_hm, hn + i * TH + t * H, H,
+                          act, ract)
+        # 4. rec[:, 2H:] = q @ U_h
+        gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
+             hn + t * H, <int> TH, W_rec + off_h, ld_rec, <floating> 0.0,
+             rec + 2 * H, <int> G)
+        # 4-5 (and 0 for step t+1)
+        for i in range(B):
+            if real != NULL and not real[i * T + t]:
+                continue  # 6. done in 3
+            g = gates + i * TG + t * G
+            hm_next = h_masked + i * H if mask != NULL else NULL
+            m = mask + i * H if mask != NULL else NULL
+            gru_candidate_row(g, g + 2 * H, rec + i * G + 2 * H, b + 2 * H,
+                              h_prev + i * ld_prev, hs + i * TH + t * H, hm_next, m,
+                              H, act, ract)
+
+
+# The time loop with reset_after. On the packed path (float32) it is cut by rows over the
+# threads from ROWS_MIN rows a thread and up to ROWS_MAX multiply-adds a step: each
+# thread takes a chunk of the batch through every step (its rows' product, then their
+# gate passes) without waiting for the others between steps (a row's step reads only
+# that row's state); otherwise one product a step (on the pool when packed) and the gate
+# passes on this thread.
+cdef enum:
+    ROWS_MIN = 8
+    ROWS_MAX = 1 << 24
+cdef int _split = -1   # -1: by the rule above; 0: never; 1: always (tests: _force_split)
+
+
+def _force_split(split):
+    """Test hook: cut the packed time loop by rows over the threads (True), never
+    (False), or (None) by the rule of ROWS_MIN and ROWS_MAX; returns the previous
+    setting."""
+    global _split
+    codes = {None: -1, False: 0, True: 1}
+    if split not in codes:
+        raise ValueError(f"expected None, True or False, got {split!r}")
+    previous = {v: k for k, v in codes.items()}[_split]
+    _split = codes[split]
+    return previous
+
+
+cdef struct _rows_job:
+    float *hs
+    float *gates
+    float *hn
+    float *h_masked
+    float *rec
+    const float *h0
+    const float *b
+    const float *mask
+    const unsigned char *real
+    float *Wp
+    Py_ssize_t B, T, H, nq
+    int act, ract
+
+
+cdef Py_ssize_t _rows_items(void *ctx, Py_ssize_t ph) noexcept nogil:
+    return (<_rows_job *> ctx).nq
+
+
+cdef void _rows_item(void *ctx, Py_ssize_t ph, Py_ssize_t q) noexcept nogil:
+    cdef const _rows_job *j = <const _rows_job *> ctx
+    cdef Py_ssize_t r0 = q * j.B // j.nq, r1 = (q + 1) * j.B // j.nq
+    cdef Py_ssize_t H = j.H, G = 3 * j.H, TH = j.T * j.H
+    cdef const float *mask = NULL
+    cdef float *h_masked = NULL
+    cdef const unsigned char *real = NULL
+    if r0 >= r1:
+        return
+    if j.mask != NULL:
+        mask, h_masked = j.mask + r0 * H, j.h_masked + r0 * H
+    if j.real != NULL:
+        real = j.real + r0 * j.T
+    _after_rows(j.hs + r0 * TH, j.gates + r0 * j.T * G, j.hn + r0 * TH, j.h0 + r0 * H,
+                <const float *> NULL, NoTrans, 0, j.b, mask, h_masked, j.rec + r0 * G,
+                real, r1 - r0, j.T, H, j.act, j.ract, j.Wp)
+
+
+cdef void _after_loop(floating *hs, floating *gates, floating *hn, const floating *h0,
+                      const floating *W_rec, BLAS_Trans t_rec, int ld_rec,
+                      const floating *b, const floating *mask, floating *h_masked,
+                      floating *rec, const unsigned char *real, Py_ssize_t B,
+                      Py_ssize_t T, Py_ssize_t H, int act, int ract,
+                      float *Wp) noexcept nogil:
+    cdef int nth = pool_threads()
+    cdef _rows_job j
+    if (floating is double or Wp == NULL or nth < 2 or _split == 0
+            or (_split == -1 and (B < ROWS_MIN * nth
+                                  or <double> B * 3 * H * H > ROWS_MAX))):
+        _after_rows(hs, gates, hn, h0, W_rec, t_rec, ld_rec, b, mask, h_masked, rec, real,
+                    B, T, H, act, ract, Wp)
+        return
+    if floating is float:
+        j.hs, j.gates, j.hn, j.h_masked, j.rec = hs, gates, hn, h_masked, rec
+        j.h0, j.b, j.mask, j.real, j.Wp = h0, b, mask, real, Wp
+        j.B, j.T, j.H, j.act, j.ract = B, T, H, act, ract
+        j.nq = min(<Py_ssize_t> nth, B)
+        pool_run(_rows_items, _rows_item, &j, 1, nth)
+
+
+cdef void _after_rows(floating *hs, floating *gates, floating *hn, const floating *h0,
+                      const floating *W_rec, BLAS_Trans t_rec, int ld_rec,
+                      const floating *b, const floating *mask, floating *h_masked,
+                      floating *rec, const unsigned char *real, Py_ssize_t B,
+                      Py_ssize_t T, Py_ssize_t H, int act, int ract,
+                      float *Wp) noexcept nogil:
+    # Steps 2-5 with reset_after for B rows (the batch, or a chunk of it: every pointer at
+    # its first row, row strides those of the whole arrays). Step 2 on the packed GEMM
+    # where Wp is given (float32; inside a pool item it runs on this thread alone, the
+    # pool being busy with the item's job), else through gemm.
+    cdef Py_ssize_t t, i
+    cdef Py_ssize_t G = 3 * H, TG = T * G, TH = T * H
+    cdef const floating *h_prev
+    cdef const floating *hm
+    cdef Py_ssize_t ld_prev, ld_hm
+    cdef floating *g
+    cdef floating *hm_next
+    cdef const floating *m
+    for t in range(T):
+        if t == 0:
+            h_prev, ld_prev = h0, H
         else:
-            # 2. rec[:, :2H] = hm @ W_h[:, :2H]
-            gemm(NoTrans, t_rec, <int> B, <int> (2 * H), <int> H, <floating> 1.0,
+            h_prev, ld_prev = hs + (t - 1) * H, TH
+        if mask != NULL:
+            hm, ld_hm = h_masked, H
+        else:
+            hm, ld_hm = h_prev, ld_prev
+        # 2. rec = hm @ W_h   (b_r joins in the pass)
+        if floating is float and Wp != NULL:
+            packed_product(hm, ld_hm, NULL, 0, Wp, rec, G, B, G, H, False, 1)
+        else:
+            gemm(NoTrans, t_rec, <int> B, <int> G, <int> H, <floating> 1.0,
                  hm, <int> ld_hm, W_rec, ld_rec, <floating> 0.0, rec, <int> G)
-            # 3. z, r; hn[:, t] = q = r * hm
-            for i in range(B):
-                g = gates + i * TG + t * G
-                if real != NULL and not real[i * T + t]:
-                    # 6. a padded row (its q zero: 4's product gives it zero)
-                    _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
-                                  hn + i * TH + t * H, H)
-                    continue
-                gru_gates_row(g, rec + i * G, b, hm + i * ld_hm, hn + i * TH + t * H, H,
-                              act, ract)
-            # 4. rec[:, 2H:] = q @ U_h
-            gemm(NoTrans, t_rec, <int> B, <int> H, <int> H, <floating> 1.0,
-                 hn + t * H, <int> TH, W_rec + off_h, ld_rec, <floating> 0.0,
-                 rec + 2 * H, <int> G)
-            # 4-5 (and 0 for step t+1)
-            for i in range(B):
-                if real != NULL and not real[i * T + t]:
-                    continue  # 6. done in 3
-                g = gates + i * TG + t * G
-                hm_next = h_masked + i * H if mask != NULL else NULL
-                m = mask + i * H if mask != NULL else NULL
-                gru_candidate_row(g, g + 2 * H, rec + i * G + 2 * H, b + 2 * H,
-                                  h_prev + i * ld_prev, hs + i * TH + t * H, hm_next, m,
-                                  H, act, ract)
+        # 3-5 (and 0 for step t+1)
+        for i in range(B):
+            g = gates + i * TG + t * G
+            if real != NULL and not real[i * T + t]:
+                _pass_through(hs + i * TH + t * H, h_prev + i * ld_prev, g,
+                              hn + i * TH + t * H, H)
+                continue
+            hm_next = h_masked + i * H if mask != NULL else NULL
+            m = mask + i * H if mask != NULL else NULL
+            gru_after_row(g, rec + i * G, b, b + G, h_prev + i * ld_prev,
+                          hn + i * TH + t * H, hs + i * TH + t * H, hm_next, m, H,
+                          act, ract)
 
 
 cdef void _shifted_grad(floating *dW, Py_ssize_t ld_dW, const floating *h0_masked,

@@ -87,10 +87,13 @@ cdef extern from "_lstm_packed.h" nogil:
         const float *gates, const float *dhs, Py_ssize_t ld_dhs, const float *m,
         const unsigned char *real, float *dh_pad, Py_ssize_t B, Py_ssize_t T, Py_ssize_t D,
         Py_ssize_t H, int threads)
+    int lp_split "crnn_lp_split"
     int pg_force_isa "crnn_pg_force_isa"(int isa)
     int pg_isa "crnn_pg_isa"()
     int pg_max_threads "crnn_pg_max_threads"()
     void pg_set_threads "crnn_pg_set_threads"(int n)
+    void pg_set_local_threads "crnn_pg_set_local_threads"(int n)
+    int pg_local_count "crnn_pg_local_count"()
     float *pg_align "crnn_pg_align"(float *p)
     ctypedef struct crnn_pg_work_t:
         Py_ssize_t (*items)(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil
@@ -298,6 +301,19 @@ def _force_path(path):
     if path not in (None, "packed", "blas"):
         raise ValueError(f"expected None, 'packed' or 'blas', got {path!r}")
     previous, _forced_path = _forced_path, path
+    return previous
+
+
+def _force_split(split):
+    """Test hook: split the packed time loop over the threads by ``"rows"`` or by
+    ``"units"`` (_lstm_packed.h, crnn_lp_by_rows), or (None) choose by shape; returns the
+    previous setting."""
+    global lp_split
+    codes = {None: -1, "units": 0, "rows": 1}
+    if split not in codes:
+        raise ValueError(f"expected None, 'units' or 'rows', got {split!r}")
+    previous = {v: k for k, v in codes.items()}[lp_split]
+    lp_split = codes[split]
     return previous
 
 
@@ -680,6 +696,17 @@ def _packed_threads(n=None):
     return pg_max_threads()
 
 
+def _local_threads(n=None):
+    """The calling thread's own thread count (0: the process's), which the kernels it
+    runs use instead of the process's while it is set (crnn.cores.concurrently); with
+    ``n``, set it first (0 to unset)."""
+    if n is not None:
+        if n < 0:
+            raise ValueError(f"expected a thread count >= 0, got {n}")
+        pg_set_local_threads(n)
+    return pg_local_count()
+
+
 # -- any product on the pool -----------------------------------------------------------
 # While crnn computes, the BLAS libraries run on one thread (crnn/cores.py) and
 # crnn._blas.gemm hands every large product here: C is cut into as many blocks of rows
@@ -747,3 +774,38 @@ cdef bint _split_gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k, double 
 
 
 set_gemm_splitter(_split_gemm)
+
+
+# -- any work on the pool, for other modules (_lstm.pxd) ---------------------------------
+cdef struct _pool_job:
+    crnn_pg_work_t w
+    pool_items_f items
+    pool_item_f run
+    void *ctx
+
+
+cdef Py_ssize_t _pool_job_items(const crnn_pg_work_t *w, Py_ssize_t ph) noexcept nogil:
+    cdef const _pool_job *j = <const _pool_job *> w
+    return j.items(j.ctx, ph)
+
+
+cdef void _pool_job_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i,
+                        int slot) noexcept nogil:
+    cdef const _pool_job *j = <const _pool_job *> w
+    j.run(j.ctx, ph, i)
+
+
+cdef void pool_run(pool_items_f items, pool_item_f run, void *ctx, Py_ssize_t nphases,
+                   int nth) noexcept nogil:
+    """Phases of items on the pool (_lstm.pxd); one thread when nth is 1."""
+    cdef _pool_job j
+    j.w.items = _pool_job_items
+    j.w.run = _pool_job_run
+    j.w.nphases = nphases
+    j.items, j.run, j.ctx = items, run, ctx
+    pg_run(&j.w, nth)
+
+
+cdef int pool_threads() noexcept nogil:
+    """The pool's thread count (crnn.set_num_threads)."""
+    return pg_max_threads()

@@ -45,6 +45,26 @@
 
 static inline Py_ssize_t crnn_lp_round16(Py_ssize_t n) { return (n + 15) / 16 * 16; }
 
+/* How the time loop is split over the threads. Units: every step is a phase whose items
+ * are tiles (panel of units, row chunk), and step t+1 waits for every tile of step t (it
+ * reads every unit of h_t). Rows: each thread takes a chunk of the batch through all T
+ * steps as one item, without a wait between steps, since a row's step t+1 reads only
+ * that row's h_t; each thread then reads all of the packed weights (from its own L2 at
+ * the benchmark shapes). Rows from CRNN_LP_ROWS_MIN rows a thread on (two micro-tiles
+ * of 6 rows a step keep the micro-kernel busy); crnn_lp_split forces one (tests). The
+ * results are the same either way except the backward's db, summed per row chunk. */
+#define CRNN_LP_ROWS_MIN 12
+static int crnn_lp_split = -1;  /* -1: by the rule above, 0: units, 1: rows */
+
+static inline int crnn_lp_by_rows(Py_ssize_t B, int threads)
+{
+    if (threads < 2)
+        return 0;
+    if (crnn_lp_split >= 0)
+        return crnn_lp_split;
+    return B >= (Py_ssize_t)CRNN_LP_ROWS_MIN * threads;
+}
+
 /* Floats of the forward packing of a (K, 4H) weight matrix (W_x: K = D, W_h: K = H). */
 static inline Py_ssize_t crnn_lstm_packed_size_fwd(Py_ssize_t K, Py_ssize_t H)
 {
@@ -302,22 +322,26 @@ typedef struct {
     const unsigned char *real;
     crnn_lp_states_t hst, cst;
     Py_ssize_t B, T, D, H, np, nq, zs_off;
-    int isa;
+    int isa, by_rows;
 } crnn_lp_fwd_t;
 
 /* Phase 0: the packing (item p: panel p of W_x and W_h, and a share of the rows of
- * h_masked = h0 * m); phase 1 + t: step t (item i: tile (panel i / nq, row chunk
- * i % nq)). */
+ * h_masked = h0 * m). Split by units (crnn_lp_by_rows), phase 1 + t: step t (item i:
+ * tile (panel i / nq, row chunk i % nq)); by rows, phase 1: every step (item q: row
+ * chunk q of nq, its tiles step by step). */
 static Py_ssize_t crnn_lp_fwd_items(const crnn_pg_work_t *w, Py_ssize_t ph)
 {
     const crnn_lp_fwd_t *f = (const crnn_lp_fwd_t *)w;
-    return ph == 0 ? f->np : f->np * f->nq;
+    return ph == 0 ? f->np : f->by_rows ? f->nq : f->np * f->nq;
 }
+
+static void crnn_lp_fwd_tile(const crnn_lp_fwd_t *f, Py_ssize_t t, Py_ssize_t p,
+                             Py_ssize_t q, int slot);
 
 static void crnn_lp_fwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i, int slot)
 {
     const crnn_lp_fwd_t *f = (const crnn_lp_fwd_t *)w;
-    const Py_ssize_t B = f->B, T = f->T, D = f->D, H = f->H, G = 4 * H, TG = T * G;
+    const Py_ssize_t B = f->B, D = f->D, H = f->H;
     const float *m = f->m;
     float *h_masked = f->h_masked;
     if (ph == 0) {
@@ -331,7 +355,22 @@ static void crnn_lp_fwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i
         }
         return;
     }
-    const Py_ssize_t t = ph - 1;
+    if (!f->by_rows) {
+        crnn_lp_fwd_tile(f, ph - 1, i / f->nq, i % f->nq, slot);
+        return;
+    }
+    for (Py_ssize_t t = 0; t < f->T; t++)
+        for (Py_ssize_t p = 0; p < f->np; p++)
+            crnn_lp_fwd_tile(f, t, p, i, slot);
+}
+
+/* Step t of tile (panel p, row chunk q), on the staging tile of thread `slot`. */
+static void crnn_lp_fwd_tile(const crnn_lp_fwd_t *f, Py_ssize_t t, Py_ssize_t p,
+                             Py_ssize_t q, int slot)
+{
+    const Py_ssize_t B = f->B, T = f->T, D = f->D, H = f->H, G = 4 * H, TG = T * G;
+    const float *m = f->m;
+    float *h_masked = f->h_masked;
     const crnn_lp_states_t *hst = &f->hst, *cst = &f->cst;
     /* the staging tile of the thread running the item */
     float *zs = f->scratch + f->zs_off + slot * (B + CRNN_PG_MR) * CRNN_PG_NR;
@@ -345,10 +384,10 @@ static void crnn_lp_fwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i
         A = h_masked + (t & 1) * B * H, lda = H;
     else
         A = h_prev, lda = ldq;
-    const Py_ssize_t p = i / f->nq, u0 = p * CRNN_LP_FU;
+    const Py_ssize_t u0 = p * CRNN_LP_FU;
     const Py_ssize_t nu = crnn_pg_min(CRNN_LP_FU, H - u0);
     Py_ssize_t r0, r1;
-    crnn_pg_chunk_rows(B, f->nq, i % f->nq, &r0, &r1);
+    crnn_pg_chunk_rows(B, f->nq, q, &r0, &r1);
     if (r0 >= r1)
         return;
     /* 1. zs = x_t @ W_x, this tile's rows and units (the bias joins in 3) */
@@ -390,10 +429,11 @@ crnn_lstm_forward_packed_f32(float *gates, float *hs, float *cs, const float *x,
                           : (crnn_lp_states_t){cs, H, B * H, 1};
     f.B = B, f.T = T, f.D = D, f.H = H;
     f.np = (H + CRNN_LP_FU - 1) / CRNN_LP_FU;
-    f.nq = crnn_pg_row_chunks(f.np, threads);
+    f.by_rows = crnn_lp_by_rows(B, threads);
+    f.nq = f.by_rows ? threads : crnn_pg_row_chunks(f.np, threads);
     f.isa = crnn_pg_isa();
     f.w.items = crnn_lp_fwd_items, f.w.run = crnn_lp_fwd_run;
-    f.w.nphases = 1 + T;
+    f.w.nphases = f.by_rows ? 2 : 1 + T;
     crnn_pg_run(&f.w, threads);
 }
 
@@ -411,34 +451,38 @@ typedef struct {
     const unsigned char *real;
     Py_ssize_t ld_dhs, B, T, D, H;
     Py_ssize_t np, npx, npg, nbx, nbh, nq, nqw, nc;
-    int isa;
+    Py_ssize_t nrec;  /* the phases of the time loop: T + 1 by units, 1 by rows */
+    int isa, by_rows;
 } crnn_lp_bwd_t;
 
-/* Phases: 0 the packing of W_h^T and W_x^T (an item a panel of either); 1 5b-3c of
- * step T-1; 2 + (T-1-t): step t (2b, then 5b-3c of step t-1), items the tiles (panel
- * i / nq of dh_next, row chunk i % nq); T + 2: dx, an item a chunk of CRNN_LP_MCX rows;
- * then per K block kb of the weight gradients, T + 3 + 2kb: its packing (an item a
- * micro-panel of [x | h]^T or a panel of dz), T + 4 + 2kb: its tiles. */
+/* Phases: 0 the packing of W_h^T and W_x^T (an item a panel of either). Split by units
+ * (crnn_lp_by_rows), 1: 5b-3c of step T-1; 2 + (T-1-t): step t (2b, then 5b-3c of step
+ * t-1), items the tiles (panel i / nq of dh_next, row chunk i % nq); by rows, 1: all of
+ * those (item q: row chunk q of nq, its tiles step by step). With R = nrec those
+ * phases: R + 1: dx, an item a chunk of CRNN_LP_MCX rows; then per K block kb of the
+ * weight gradients, R + 2 + 2kb: its packing (an item a micro-panel of [x | h]^T or a
+ * panel of dz), R + 3 + 2kb: its tiles. */
 static Py_ssize_t crnn_lp_bwd_items(const crnn_pg_work_t *w, Py_ssize_t ph)
 {
     const crnn_lp_bwd_t *g = (const crnn_lp_bwd_t *)w;
-    const Py_ssize_t T = g->T;
+    const Py_ssize_t R = g->nrec;
     if (ph == 0)
         return g->np + g->npx;
-    if (ph <= T + 1)
-        return g->np * g->nq;
-    if (ph == T + 2)
+    if (ph <= R)
+        return g->by_rows ? g->nq : g->np * g->nq;
+    if (ph == R + 1)
         return g->nc;
-    return (ph - T - 3) % 2 == 0 ? g->nbx + g->nbh + g->npg : g->npg * g->nqw;
+    return (ph - R - 2) % 2 == 0 ? g->nbx + g->nbh + g->npg : g->npg * g->nqw;
 }
+
+static void crnn_lp_bwd_tile(const crnn_lp_bwd_t *g, Py_ssize_t ph, Py_ssize_t p,
+                             Py_ssize_t q);
 
 static void crnn_lp_bwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i, int slot)
 {
     const crnn_lp_bwd_t *g = (const crnn_lp_bwd_t *)w;
     const Py_ssize_t B = g->B, T = g->T, D = g->D, H = g->H;
-    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H, BT = B * T;
-    const float *m = g->m, *cs = g->cs, *c0 = g->c0;
-    const unsigned char *real = g->real;
+    const Py_ssize_t G = 4 * H, BT = B * T, R = g->nrec;
     (void)slot;
     if (ph == 0) {
         if (i < g->np)
@@ -447,49 +491,17 @@ static void crnn_lp_bwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i
             crnn_lstm_pack_bwd(g->W_x, D, G, g->Wxp, i - g->np, i - g->np + 1);
         return;
     }
-    if (ph <= T + 1) {
-        const Py_ssize_t nq = g->nq, p = i / nq, u0 = p * CRNN_PG_NR;
-        const Py_ssize_t nu = crnn_pg_min(CRNN_PG_NR, H - u0);
-        /* db: the row chunk's own sums (the tiles of one unit, one per chunk, run in
-         * step order whoever runs them, so db does not depend on the threads) */
-        float *dbq = g->db_chunks + (i % nq) * G;
-        Py_ssize_t r0, r1;
-        crnn_pg_chunk_rows(B, nq, i % nq, &r0, &r1);
-        if (r0 >= r1)
-            return;
-        if (ph == 1) {
-            /* 5b-3c of step T-1 (dh_next is dh_last: no mask) */
-            const Py_ssize_t s = T - 1;
-            crnn_lstm_backward_tile_f32(g->dz + s * G, TG, dbq, g->dc_next, g->dh_next,
-                                        NULL, g->dhs + s * g->ld_dhs, T * g->ld_dhs,
-                                        g->gates + s * G, cs + s * H, TH,
-                                        s == 0 ? c0 : cs + (s - 1) * H, s == 0 ? H : TH,
-                                        H, r0, r1, u0, nu, NULL,
-                                        real == NULL ? NULL : real + s, T, g->dh_pad);
+    if (ph <= R) {
+        if (!g->by_rows) {
+            crnn_lp_bwd_tile(g, ph, i / g->nq, i % g->nq);
             return;
         }
-        const Py_ssize_t t = T + 1 - ph, s = t - 1; /* s: the step whose 5b-3c follow */
-        int cnt[4];
-        crnn_pg_counts(nu, cnt);
-        /* 2b. dh_next = dz[:, t] @ W_h^T, this tile's rows and units */
-        crnn_pg_tile(g->isa, r0, r1, G, g->dz + t * G, TG, g->Whp + p * G * CRNN_PG_NR,
-                     g->dh_next + u0, H, 16, cnt, 0);
-        /* ... * m (or 6b); then 5b-3c of step t-1 on the same rows and units */
-        const unsigned char *real_t = real == NULL ? NULL : real + t;
-        if (s >= 0)
-            crnn_lstm_backward_tile_f32(g->dz + s * G, TG, dbq, g->dc_next, g->dh_next, m,
-                                        g->dhs + s * g->ld_dhs, T * g->ld_dhs,
-                                        g->gates + s * G, cs + s * H, TH,
-                                        s == 0 ? c0 : cs + (s - 1) * H, s == 0 ? H : TH,
-                                        H, r0, r1, u0, nu, real_t,
-                                        real == NULL ? NULL : real + s, T, g->dh_pad);
-        else if (m != NULL || real != NULL)
-            crnn_lstm_backward_tile_f32(NULL, TG, dbq, g->dc_next, g->dh_next, m, g->dhs, 0,
-                                        g->gates, cs, TH, c0, H, H, r0, r1, u0, nu,
-                                        real_t, NULL, T, g->dh_pad);
+        for (Py_ssize_t step = 1; step <= T + 1; step++)
+            for (Py_ssize_t p = 0; p < g->np; p++)
+                crnn_lp_bwd_tile(g, step, p, i);
         return;
     }
-    if (ph == T + 2) {
+    if (ph == R + 1) {
         /* 1b. dx = dz @ W_x^T over all B*T rows, as BLAS blocks it: an item a chunk of
          * CRNN_LP_MCX rows; per chunk, K blocks of CRNN_LP_KCX, and per K block every
          * panel of D, so that the chunk's block of dz (96 x 512, 192 KB) stays in L2
@@ -514,10 +526,10 @@ static void crnn_lp_bwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i
      * rows: both operands packed per block, then tiles (panel of 4H, chunk of the
      * D + H output rows). The (b, t) row of h_masked_prev is h_masked_{t-1}: hs_m one
      * row back, h0_m at t = 0. */
-    const Py_ssize_t kb = (ph - T - 3) / 2, j0 = kb * CRNN_LP_KCW;
+    const Py_ssize_t kb = (ph - R - 2) / 2, j0 = kb * CRNN_LP_KCW;
     const Py_ssize_t kc = crnn_pg_min(CRNN_LP_KCW, BT - j0);
     const Py_ssize_t nbx = g->nbx, nb = g->nbx + g->nbh;
-    if ((ph - T - 3) % 2 == 0) {
+    if ((ph - R - 2) % 2 == 0) {
         if (i < nbx)
             crnn_lstm_pack_at(g->x, NULL, 0, D, T, j0, kc, i, i + 1, g->Apx);
         else if (i < nb)
@@ -538,6 +550,54 @@ static void crnn_lp_bwd_run(const crnn_pg_work_t *w, Py_ssize_t ph, Py_ssize_t i
     if (rb1 > nbx)
         crnn_pg_tile_packed(g->isa, H, (rb0 > nbx ? rb0 : nbx) - nbx, rb1 - nbx, kc,
                             g->Aph, bp, g->dW_h + p * CRNN_PG_NR, G, 16, cnt, j0 > 0);
+}
+
+/* Phase ph (1 .. T + 1, as split by units) of tile (panel p of dh_next, row chunk q). */
+static void crnn_lp_bwd_tile(const crnn_lp_bwd_t *g, Py_ssize_t ph, Py_ssize_t p,
+                             Py_ssize_t q)
+{
+    const Py_ssize_t B = g->B, T = g->T, H = g->H;
+    const Py_ssize_t G = 4 * H, TG = T * G, TH = T * H;
+    const float *m = g->m, *cs = g->cs, *c0 = g->c0;
+    const unsigned char *real = g->real;
+    const Py_ssize_t u0 = p * CRNN_PG_NR, nu = crnn_pg_min(CRNN_PG_NR, H - u0);
+    /* db: the row chunk's own sums (the tiles of one unit, one per chunk, run in step
+     * order whoever runs them, so db does not depend on the threads) */
+    float *dbq = g->db_chunks + q * G;
+    Py_ssize_t r0, r1;
+    crnn_pg_chunk_rows(B, g->nq, q, &r0, &r1);
+    if (r0 >= r1)
+        return;
+    if (ph == 1) {
+        /* 5b-3c of step T-1 (dh_next is dh_last: no mask) */
+        const Py_ssize_t s = T - 1;
+        crnn_lstm_backward_tile_f32(g->dz + s * G, TG, dbq, g->dc_next, g->dh_next,
+                                    NULL, g->dhs + s * g->ld_dhs, T * g->ld_dhs,
+                                    g->gates + s * G, cs + s * H, TH,
+                                    s == 0 ? c0 : cs + (s - 1) * H, s == 0 ? H : TH,
+                                    H, r0, r1, u0, nu, NULL,
+                                    real == NULL ? NULL : real + s, T, g->dh_pad);
+        return;
+    }
+    const Py_ssize_t t = T + 1 - ph, s = t - 1; /* s: the step whose 5b-3c follow */
+    int cnt[4];
+    crnn_pg_counts(nu, cnt);
+    /* 2b. dh_next = dz[:, t] @ W_h^T, this tile's rows and units */
+    crnn_pg_tile(g->isa, r0, r1, G, g->dz + t * G, TG, g->Whp + p * G * CRNN_PG_NR,
+                 g->dh_next + u0, H, 16, cnt, 0);
+    /* ... * m (or 6b); then 5b-3c of step t-1 on the same rows and units */
+    const unsigned char *real_t = real == NULL ? NULL : real + t;
+    if (s >= 0)
+        crnn_lstm_backward_tile_f32(g->dz + s * G, TG, dbq, g->dc_next, g->dh_next, m,
+                                    g->dhs + s * g->ld_dhs, T * g->ld_dhs,
+                                    g->gates + s * G, cs + s * H, TH,
+                                    s == 0 ? c0 : cs + (s - 1) * H, s == 0 ? H : TH,
+                                    H, r0, r1, u0, nu, real_t,
+                                    real == NULL ? NULL : real + s, T, g->dh_pad);
+    else if (m != NULL || real != NULL)
+        crnn_lstm_backward_tile_f32(NULL, TG, dbq, g->dc_next, g->dh_next, m, g->dhs, 0,
+                                    g->gates, cs, TH, c0, H, H, r0, r1, u0, nu,
+                                    real_t, NULL, T, g->dh_pad);
 }
 
 static void
@@ -569,13 +629,15 @@ crnn_lstm_backward_packed_f32(float *dx, float *dW_x, float *dW_h, float *dh_nex
     g.npg = (G + CRNN_PG_NR - 1) / CRNN_PG_NR; /* panels of dW */
     g.nbx = (D + CRNN_PG_MR - 1) / CRNN_PG_MR; /* micro-panels of dW_x */
     g.nbh = (H + CRNN_PG_MR - 1) / CRNN_PG_MR; /* ... of dW_h */
-    g.nq = crnn_pg_row_chunks(g.np, threads);
+    g.by_rows = crnn_lp_by_rows(B, threads);
+    g.nq = g.by_rows ? threads : crnn_pg_row_chunks(g.np, threads);
+    g.nrec = g.by_rows ? 1 : T + 1;
     g.nqw = crnn_pg_row_chunks(g.npg, threads);
     g.nc = (BT + CRNN_LP_MCX - 1) / CRNN_LP_MCX;
     g.isa = crnn_pg_isa();
     memset(g.db_chunks, 0, g.nq * G * sizeof(float));
     g.w.items = crnn_lp_bwd_items, g.w.run = crnn_lp_bwd_run;
-    g.w.nphases = T + 3 + 2 * ((BT + CRNN_LP_KCW - 1) / CRNN_LP_KCW);
+    g.w.nphases = g.nrec + 2 + 2 * ((BT + CRNN_LP_KCW - 1) / CRNN_LP_KCW);
     crnn_pg_run(&g.w, threads);
     /* 3c. db += the row chunks' sums */
     for (Py_ssize_t q = 0; q < g.nq; q++)

@@ -363,25 +363,34 @@ static inline void crnn_pg_chunk_rows(Py_ssize_t M, Py_ssize_t nq, Py_ssize_t q,
 /* ------------------------------------------------------------------------------------ */
 /* Threads: crnn_pg_set_threads' count (crnn.set_num_threads; crnn/cores.py sets it at */
 /* import), one setting for the process, whatever thread calls; before it is set,     */
-/* OpenMP's default. Without OpenMP (setup.py) one thread.                              */
+/* OpenMP's default. A thread that runs one of several computations at once            */
+/* (crnn.cores.concurrently) has a count of its own, crnn_pg_set_local_threads' (0:    */
+/* the process's). Without OpenMP (setup.py) one thread.                                */
 
 #define CRNN_PG_MAX_SLOTS 64  /* at most this many threads */
 
 #ifdef _OPENMP
 #include <omp.h>
 static int crnn_pg_threads = 0;  /* 0: not set */
+static __thread int crnn_pg_local_threads = 0;  /* 0: not set */
 static inline int crnn_pg_max_threads(void)
 {
-    const int n = __atomic_load_n(&crnn_pg_threads, __ATOMIC_RELAXED);
+    int n = crnn_pg_local_threads;
+    if (n <= 0)
+        n = __atomic_load_n(&crnn_pg_threads, __ATOMIC_RELAXED);
     return n > 0 ? (n < CRNN_PG_MAX_SLOTS ? n : CRNN_PG_MAX_SLOTS) : omp_get_max_threads();
 }
 static inline void crnn_pg_set_threads(int n)
 {
     __atomic_store_n(&crnn_pg_threads, n, __ATOMIC_RELAXED);
 }
+static inline void crnn_pg_set_local_threads(int n) { crnn_pg_local_threads = n; }
+static inline int crnn_pg_local_count(void) { return crnn_pg_local_threads; }
 #else
 static inline int crnn_pg_max_threads(void) { return 1; }
 static inline void crnn_pg_set_threads(int n) { (void)n; }
+static inline void crnn_pg_set_local_threads(int n) { (void)n; }
+static inline int crnn_pg_local_count(void) { return 0; }
 #endif
 
 #if defined(__unix__) || defined(__APPLE__)

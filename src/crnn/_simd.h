@@ -28,6 +28,13 @@
 #define CRNN_CLONES
 #endif
 
+/* for the loops a module including this header may not call (_optim uses none) */
+#if defined(__GNUC__)
+#define CRNN_MAYBE_UNUSED __attribute__((unused))
+#else
+#define CRNN_MAYBE_UNUSED
+#endif
+
 /* tanh for float32: Eigen's generic_fast_tanh_float, an odd 13th-degree polynomial over
  * an even 6th-degree one on [-7.9, 7.9] (beyond the clamp tanh is +-1 in float32),
  * within a few ulp of tanhf. No branch and no call, so a loop over it vectorises.
@@ -87,14 +94,14 @@ static inline __attribute__((always_inline)) float crnn_exp_f32(float x)
 }
 
 /* a[j] = sigmoid(a[j] + b[j]) = 1 / (1 + exp(-(a[j] + b[j]))) for j < n, in place. */
-CRNN_CLONES static void crnn_bias_sigmoid_row_f32(float *a, const float *b, Py_ssize_t n)
+CRNN_CLONES CRNN_MAYBE_UNUSED static void crnn_bias_sigmoid_row_f32(float *a, const float *b, Py_ssize_t n)
 {
     for (Py_ssize_t j = 0; j < n; j++)
         a[j] = 1.0f / (1.0f + crnn_exp_f32(-(a[j] + b[j])));
 }
 
 /* a[j] = tanh(a[j] + b[j]) for j < n, in place. */
-CRNN_CLONES static void crnn_bias_tanh_row_f32(float *a, const float *b, Py_ssize_t n)
+CRNN_CLONES CRNN_MAYBE_UNUSED static void crnn_bias_tanh_row_f32(float *a, const float *b, Py_ssize_t n)
 {
     for (Py_ssize_t j = 0; j < n; j++)
         a[j] = crnn_tanh_f32(a[j] + b[j]);
