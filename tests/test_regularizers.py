@@ -9,21 +9,20 @@ import pytest
 
 import crnn
 from crnn import constraints, regularizers
-from tests.conftest import assert_close, numeric_grad
+from tests.conftest import assert_close, numeric_grad, require
 
 RECURRENT = [crnn.SimpleRNN, crnn.LSTM, crnn.GRU]
 
 
-def keras_or_skip():
-    """Keras 3 on the torch backend as a referee, or a skip (a failure with
-    CRNN_REQUIRE_KERAS=1)."""
+def keras_or_skip(h5=False):
+    """Keras 3 on the torch backend as a referee (and h5py for its files), or a skip (a
+    failure with CRNN_REQUIRE_KERAS=1)."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception:   # noqa: BLE001 - absent, or no backend to run on
-        if os.environ.get("CRNN_REQUIRE_KERAS") == "1":
-            pytest.fail("CRNN_REQUIRE_KERAS=1 but keras cannot be imported")
-        pytest.skip("keras is not installed")
+    if h5:
+        require("h5py", "KERAS")
+    keras = require("keras", "KERAS")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}, these tests use torch")
     return keras
 
 
@@ -439,3 +438,43 @@ def test_frozen_wrappers_and_recurrent_layers_survive_save_and_load(tmp_path):
     assert [layer.trainable for layer in back.layers_deep()] == [
         layer.trainable for layer in model.layers_deep()]
     assert len(back.trainable_weights) == 2 and len(back.weights) == len(model.weights)
+
+
+def test_keras_files_carry_regularizers_constraints_and_freezing(tmp_path, rng):
+    keras = keras_or_skip(h5=True)
+    L = keras.layers
+    kmodel = keras.Sequential([
+        keras.Input((None,), dtype="int32"),
+        L.Embedding(9, 3, embeddings_regularizer="l2", trainable=False),
+        L.LSTM(4, kernel_regularizer=keras.regularizers.L1L2(0.1, 0.2),
+               recurrent_constraint=keras.constraints.MaxNorm(1.5),
+               activity_regularizer=keras.regularizers.L1(0.05)),
+        L.Dense(2, bias_constraint=keras.constraints.NonNeg())])
+    ids = rng.integers(1, 9, size=(4, 6))
+    kmodel(ids)
+    kmodel.save(str(tmp_path / "k.keras"))
+    model = crnn.load_model(str(tmp_path / "k.keras"))
+    emb, lstm, dense = model.layers
+    assert not emb.trainable and lstm.trainable
+    assert lstm.cell.kernel_regularizer.get_config() == {"l1": 0.1, "l2": 0.2}
+    assert isinstance(lstm.activity_regularizer, regularizers.L1)
+    assert lstm.cell.recurrent_constraint.get_config()["max_value"] == 1.5
+    assert isinstance(dense.bias_constraint, constraints.NonNeg)
+    model(ids)
+    kmodel(ids)
+    # the frozen Embedding has no penalty, in both
+    assert sorted(float(v) for v in model.losses) == pytest.approx(
+        sorted(float(keras.ops.convert_to_numpy(v)) for v in kmodel.losses), rel=1e-5)
+    model.save(str(tmp_path / "c.keras"))
+    back = keras.saving.load_model(str(tmp_path / "c.keras"))
+    assert [layer.trainable for layer in back.layers] == [False, True, True]
+    assert type(back.layers[1].cell.kernel_regularizer).__name__ == "L1L2"
+    assert type(back.layers[2].bias_constraint).__name__ == "NonNeg"
+
+
+def test_a_users_regularizer_cannot_go_to_a_keras_file(tmp_path):
+    keras_or_skip(h5=True)
+    model = crnn.Sequential([crnn.Input((3,)),
+                             crnn.Dense(2, kernel_regularizer=lambda w: crnn.ops.sum(w))])
+    with pytest.raises(ValueError, match="built-in regularizers"):
+        model.save(str(tmp_path / "f.keras"))
