@@ -19,8 +19,8 @@ from crnn import (callbacks, constraints, losses, metrics, ops, optimizers, refe
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor, no_grad
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
-                         Flatten, GRUCell, Layer, LSTMCell, Masking, RepeatVector,
-                         SimpleRNN, SimpleRNNCell, TimeDistributed)
+                         Flatten, GRUCell, Layer, LSTMCell, Masking, RepeatVector, RNN,
+                         SimpleRNN, SimpleRNNCell, StackedRNNCells, TimeDistributed)
 from crnn.models import Input, Model, Sequential
 from crnn.saving import load_model, save_model
 from crnn.streaming import generate
@@ -30,8 +30,8 @@ from crnn._version import __version__
 
 __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
            "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",
-           "Model", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell", "Tensor",
-           "TimeDistributed", "callbacks", "constraints", "get_backend", "load_model",
-           "losses", "metrics", "generate", "get_num_threads", "interop", "no_grad", "ops",
-           "optimizers", "reference", "regularizers",
+           "Model", "RNN", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell",
+           "StackedRNNCells", "Tensor", "TimeDistributed", "callbacks", "constraints",
+           "get_backend", "load_model", "losses", "metrics", "generate", "get_num_threads",
+           "interop", "no_grad", "ops", "optimizers", "reference", "regularizers",
            "save_model", "saving", "set_backend", "set_num_threads", "streaming", "threads"]

@@ -25,7 +25,7 @@ paths. Nothing of the layer is changed; the replacement holds only during the ca
 import numpy as np
 
 from crnn import engine, losses as _losses, ops
-from crnn.layers.recurrent import RNN, sequence_mask
+from crnn.layers.recurrent import RNN, output_mask, sequence_mask
 from crnn.training import Data, LossOp
 
 __all__ = ["gradient_flow", "recurrent_layers"]
@@ -59,8 +59,8 @@ def _find_layer(model, layer):
 def _stepwise(layer, record):
     """A ``call`` for ``layer`` that runs its time loop one cell step at a time and
     appends, per call, the list of every step's state tensors to ``record``. A padded
-    step (``mask``/``lengths``) passes the states through and outputs zeros, as the
-    layer does."""
+    step (``mask``/``lengths``) passes the states through and outputs what the layer
+    does (:func:`crnn.layers.recurrent.output_mask`)."""
     cell = layer.cell
 
     def call(inputs, initial_state=None, training=False, mask=None, lengths=None):
@@ -85,10 +85,13 @@ def _stepwise(layer, record):
             per_step.append(states)
         if layer.return_sequences:
             out = ops.stack(outputs, axis=1)
-            if real is not None:
-                out = out * real[:, :, None].astype(cell.dtype)
+            if real is not None:   # zeros where the layer outputs zeros
+                keep = output_mask(real, layer.zero_output_for_mask)
+                out = out * keep[:, :, None].astype(cell.dtype)
         else:
             out = outputs[-1]
+            if real is not None:   # a sequence without a real step outputs zeros
+                out = out * real.any(axis=1)[:, None].astype(cell.dtype)
         record.append(per_step)
         return [out, *states] if layer.return_state else out
     return call
@@ -128,6 +131,11 @@ def gradient_flow(model, x, y, layer=None, loss=None, state=0, training=False, n
         depend on has norm 0. With ``norm=False``: the gradients, ``(T, B, H)``.
     """
     target = _find_layer(model, layer)
+    if not target._fused:
+        raise ValueError(f"expected a recurrent layer around one built-in cell (SimpleRNN, "
+                         f"LSTM, GRU), got {target.name!r} around "
+                         f"{type(target.cell).__name__}: gradient_flow follows the states "
+                         f"of one built-in cell")
     if loss is None and not getattr(model, "compiled", False):
         raise ValueError("expected a loss, or a model compiled with one, got neither")
     record = []

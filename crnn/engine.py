@@ -326,7 +326,10 @@ class GradientTape:
             The gradient arriving at ``target`` (one per target).
 
         Every layer on the tape also gets its weight gradients, summed over its calls, in
-        its ``grads`` (so ``layer.get_gradients()`` works after this).
+        its ``grads`` (so ``layer.get_gradients()`` works after this). A weight array that
+        ops read directly (``x @ self.params["kernel"]`` in a user's layer or cell) gets
+        the gradient summed over every op that read that array object (not a copy or a
+        view of it, such as ``kernel.T``).
         """
         targets = target if isinstance(target, (list, tuple)) else [target]
         if output_gradient is None:
@@ -351,6 +354,9 @@ class GradientTape:
         # so that two operations showing one dict (an RNN layer and its cell, a weight
         # read onto the tape by crnn.regularizers) add into one gradient per weight
         weight_grads = {}
+        # arrays read directly by an op (a user's layer or cell computing with its weight
+        # arrays through crnn.ops): id -> gradient; the records keep the arrays alive
+        array_grads = {}
         last = len(self.records) - 1
         while last >= 0:
             # one record, or a group that ran at once (none reads another's outputs)
@@ -366,8 +372,12 @@ class GradientTape:
                 for layer, cache, _, d_outputs in calls])
             for (layer, _, inputs, _), (d_inputs, d_params) in zip(calls, results):
                 for a, d in zip(inputs, d_inputs):
-                    if d is not None and isinstance(a, Tensor):
+                    if d is None:
+                        continue
+                    if isinstance(a, Tensor):
                         _accumulate(grads, id(a), d)
+                    elif isinstance(a, np.ndarray):
+                        _accumulate(array_grads, id(a), d)
                 if d_params:
                     params = layer.params   # held in the entry: its id stays its own
                     _, _, by_name = weight_grads.setdefault(id(params),
@@ -386,7 +396,12 @@ class GradientTape:
         single = not isinstance(sources, (list, tuple))
         out = []
         for s in ([sources] if single else sources):
-            out.append(grads.get(id(s)) if isinstance(s, Tensor) else by_array.get(id(s)))
+            if isinstance(s, Tensor):
+                out.append(grads.get(id(s)))
+                continue
+            # a weight array: through its layer's own backward and/or read by ops
+            g, d = by_array.get(id(s)), array_grads.get(id(s))
+            out.append(d if g is None else g if d is None else g + d)
         return out[0] if single else out
 
 

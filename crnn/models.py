@@ -204,6 +204,10 @@ class Model(Trainer, Layer):
         """The mask of real steps of the last call's output (see the module docstring)."""
         return getattr(self, "output_mask", None)
 
+    def reset_state(self, states=None):
+        """Keras 3's name for :meth:`reset_states` (the same method)."""
+        self.reset_states(states)
+
     def compute_output_spec(self, *args, **kwargs):
         if self._functional:
             def spec(t):
@@ -325,10 +329,11 @@ class Model(Trainer, Layer):
         return super().from_config(config)
 
     # -- stepping (crnn.streaming) ---------------------------------------------------
-    def stepper(self, batch_size=1, states=None):
+    def stepper(self, batch_size=1, states=None, precision="float32"):
         """A new :class:`crnn.streaming.ModelStepper`: ``step(x_t) -> y_t``, ``states``,
-        ``reset``."""
-        return streaming.model_stepper(self, batch_size, states)
+        ``reset``; ``precision`` of its recurrent layers' weights (``"float32"``,
+        ``"bfloat16"``, ``"int8"``: see :mod:`crnn.streaming`)."""
+        return streaming.model_stepper(self, batch_size, states, precision)
 
     def step(self, x_t, states=None):
         """One time step: ``x_t`` the model's input at that step (``(B, D)``, or ids

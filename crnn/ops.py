@@ -22,7 +22,7 @@ from crnn.engine import (Add, Divide, GetItem, MatMul, Multiply, Negative, Op, S
 
 __all__ = ["add", "subtract", "multiply", "divide", "negative", "matmul", "sigmoid", "tanh",
            "relu", "softmax", "exp", "log", "square", "sum", "mean", "concatenate",
-           "stack", "unstack", "getitem", "reshape"]
+           "stack", "unstack", "getitem", "reshape", "where"]
 
 
 def add(a, b):
@@ -274,6 +274,25 @@ class Reshape(Op):
         return [d_outputs[0].reshape(shape)], None
 
 
+class Where(Op):
+    """``y = where(condition, a, b)``: ``condition`` is data (no gradient); the gradient
+    goes to ``a`` where it holds and to ``b`` elsewhere."""
+
+    def _forward(self, inputs):
+        condition = np.asarray(inputs[0])
+        if condition.dtype != bool:
+            raise ValueError(f"expected a bool condition, got {condition.dtype}")
+        a, b = engine._operands(inputs[1], inputs[2])
+        return [np.where(condition, a, b)], (condition, a.shape, b.shape)
+
+    def _backward(self, cache, d_outputs):
+        condition, a_shape, b_shape = cache
+        g = d_outputs[0]
+        zero = np.zeros((), dtype=g.dtype)
+        return [None, engine._unbroadcast(np.where(condition, g, zero), a_shape),
+                engine._unbroadcast(np.where(condition, zero, g), b_shape)], None
+
+
 def concatenate(tensors, axis=-1):
     """Join a list of tensors along ``axis``."""
     return Concatenate(axis)._apply(list(tensors))
@@ -301,3 +320,9 @@ def getitem(x, key):
 def reshape(x, shape):
     """``x.reshape(shape)`` (``-1`` allowed once)."""
     return Reshape(shape)._apply([x])
+
+
+def where(condition, a, b):
+    """``a`` where ``condition`` (a bool array, broadcast as NumPy does) holds, else
+    ``b``; differentiable in ``a`` and ``b``."""
+    return Where()._apply([condition, a, b])

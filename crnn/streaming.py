@@ -37,7 +37,25 @@ recurrent layer, ``Flatten``, ``RepeatVector``, a subclassed model) raises ``Val
 naming the layer. Model states are a dict ``{recurrent layer name: [h] or [h, c]}``.
 Masks of padded steps do not apply to steps: feed only the real ones.
 
-Inference only: steps are not recorded on a ``GradientTape``. A stepper (and so a layer's
+Reduced precision. ``layer.stepper(batch_size, precision=...)``,
+``model.stepper(batch_size, precision=...)`` and ``generate(..., precision=...)`` take
+``"float32"`` (the default: the layer's own dtype and arrays), ``"bfloat16"`` or
+``"int8"``: the recurrent layers' ``W_x`` and ``W_h`` are copied once, rounded to
+bfloat16 (to nearest, ties to even) or quantized per output column to int8 (symmetric,
+a float32 scale per column), as :mod:`crnn.reference.quantize` specifies; inputs,
+states, biases and all arithmetic stay float32 (the stepper's dtype is float32), and the
+other layers of a model compute as in a call. A batch-1 step reads every weight once, so
+it is bound by the weights' bytes: half or a quarter of them make it up to 2x or 4x
+faster at large sizes (the README's streaming section has the measurements and the
+demo models' accuracy at each precision). Such a stepper does not see later changes to
+the layer's weights (make a new one), refuses ``step(..., training=True)`` and steps
+while a ``GradientTape`` records (``ValueError``: it has no gradient).
+
+Threads. From ``crnn._step.SPLIT_MIN`` multiply-adds a step (LSTM and GRU from about
+H = 256 at D = H) a stepper cuts its products into blocks of columns, one per thread of
+crnn's pool (``crnn.set_num_threads``); smaller steps run on the calling thread.
+
+Inference only: float32 steps are not recorded on a ``GradientTape``. A stepper (and so a layer's
 or model's ``step``, which share one cached stepper per batch size) is for one thread at
 a time: make one stepper per thread.
 
@@ -57,6 +75,7 @@ from crnn.layers.core import Dense
 from crnn.layers.recurrent import RNN
 from crnn.layers.stepping import ReferenceStepper, Stepper, make_stepper
 from crnn.layers.wrappers import Bidirectional, TimeDistributed
+from crnn.reference import quantize
 
 __all__ = ["ModelStepper", "ReferenceStepper", "Stepper", "generate", "make_stepper",
            "model_stepper", "step_model"]
@@ -74,8 +93,9 @@ def _cannot_step(layer, why):
 class _Op:
     """One layer of a step plan: how to apply it to one time step."""
 
-    def __init__(self, layer, batch_size, names):
+    def __init__(self, layer, batch_size, names, precision="float32"):
         self.layer, self.stepper, self.sub, self.kind = layer, None, None, "call"
+        self.precision = precision
         if isinstance(layer, Bidirectional):
             raise _cannot_step(layer, "its backward direction reads the sequence from "
                                       "its end")
@@ -94,13 +114,13 @@ class _Op:
                                  f"{layer.name!r}: model states are keyed by layer name")
             names.add(layer.name)
             self.kind = "rnn"
-            self.stepper = make_stepper(layer, batch_size)
+            self.stepper = make_stepper(layer, batch_size, precision=precision)
         elif isinstance(layer, TimeDistributed):
             self.kind = "inner"
-            self.sub = _Op(layer.layer, batch_size, names)
+            self.sub = _Op(layer.layer, batch_size, names, precision)
         elif architecture(layer) is not None:
             self.kind = "model"
-            self.sub = ModelStepper(layer, batch_size, _names=names)
+            self.sub = ModelStepper(layer, batch_size, precision=precision, _names=names)
         elif isinstance(layer, Dropout):
             self.kind = "identity"
         elif isinstance(layer, (Flatten, RepeatVector)):
@@ -118,7 +138,8 @@ class _Op:
             cell = self.layer.cell
             if not self.stepper.uses(cell.kernel, cell.recurrent_kernel, cell.bias):
                 states = self.stepper.states
-                self.stepper = make_stepper(self.layer, self.stepper.batch_size, states)
+                self.stepper = make_stepper(self.layer, self.stepper.batch_size, states,
+                                            self.precision)
             h = self.stepper.step(x)
             if self.layer.return_state:
                 return [h, *self.stepper.states]
@@ -165,6 +186,10 @@ class ModelStepper:
     """A Sequential or functional model advanced one time step at a time, the states
     of its recurrent layers kept inside (``model.stepper(batch_size)``).
 
+    ``precision`` (``"float32"``, ``"bfloat16"``, ``"int8"``) is that of the recurrent
+    layers' steppers (:meth:`crnn.layers.recurrent.RNN.stepper`); the other layers
+    compute as in a call.
+
     ``step(x_t)`` takes the model's input at one time step (``(B, D)`` for an input of
     shape ``(T, D)``, ids ``(B,)`` for an Embedding's ``(T,)``; a list for several
     inputs) and returns the model's output at that step. ``states`` is a dict ``{layer
@@ -172,16 +197,18 @@ class ModelStepper:
     may name only some layers, the others start from zeros).
     """
 
-    def __init__(self, model, batch_size=1, _names=None):
+    def __init__(self, model, batch_size=1, precision="float32", _names=None):
         if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
                 or batch_size < 1):
             raise ValueError(f"expected batch_size to be a positive int, got "
                              f"{batch_size!r}")
         self.model, self.batch_size = model, int(batch_size)
+        self.precision = quantize.check_precision(precision)
         names = set() if _names is None else _names
         if architecture(model) == "sequential":
             self._sequential = True
-            self._ops = [_Op(layer, self.batch_size, names) for layer in model.layers]
+            self._ops = [_Op(layer, self.batch_size, names, precision)
+                         for layer in model.layers]
             self._layer_ids = [id(layer) for layer in model.layers]
         elif architecture(model) == "functional":
             self._sequential = False
@@ -193,7 +220,7 @@ class ModelStepper:
                 if extra:
                     raise _cannot_step(node.layer, f"it is called with "
                                                    f"{sorted(extra)} from the graph")
-                self._ops.append(_Op(node.layer, self.batch_size, names))
+                self._ops.append(_Op(node.layer, self.batch_size, names, precision))
         else:
             raise ValueError(f"{model.name} ({type(model).__name__}) cannot step: only "
                              f"Sequential and functional models (Model(inputs, outputs)) "
@@ -223,8 +250,11 @@ class ModelStepper:
         for name, op in self._rnns.items():
             op.stepper.reset(states.get(name))
 
-    def step(self, x_t):
+    def step(self, x_t, training=False):
         """The model's output at one time step; advances every recurrent layer."""
+        if training:
+            raise ValueError(f"expected training=False: a stepper is for inference (no "
+                             f"dropout, no gradient), got training={training!r}")
         model = self.model
         if self._sequential:
             if [id(layer) for layer in model.layers] != self._layer_ids:
@@ -258,9 +288,9 @@ def _model_stepper(model, batch_size):
     return s
 
 
-def model_stepper(model, batch_size=1, states=None):
+def model_stepper(model, batch_size=1, states=None, precision="float32"):
     """A new :class:`ModelStepper` for ``model`` (``model.stepper``)."""
-    s = ModelStepper(model, batch_size)
+    s = ModelStepper(model, batch_size, precision)
     s.reset(states)
     return s
 
@@ -307,7 +337,7 @@ def _takes_ids(model):
 
 
 def generate(model, prompt, steps, temperature=0.0, seed=None, from_logits=None,
-             feed=None):
+             feed=None, precision="float32"):
     """Generate ids from a model trained to predict the next id at every step
     (``Embedding -> RNN(return_sequences=True) -> TimeDistributed(Dense(V,
     "softmax"))``, or one-hot inputs instead of the Embedding).
@@ -336,6 +366,8 @@ def generate(model, prompt, steps, temperature=0.0, seed=None, from_logits=None,
         ``feed(ids (B,)) -> x_t``, the model's input for these ids. By default the ids
         themselves when the first layer is an Embedding, else their one-hot rows
         ``(B, V)`` in the model's dtype.
+    precision : {"float32", "bfloat16", "int8"}
+        Of the recurrent layers' weights while generating (see :class:`ModelStepper`).
 
     Returns
     -------
@@ -364,7 +396,7 @@ def generate(model, prompt, steps, temperature=0.0, seed=None, from_logits=None,
             def feed(i):
                 return eye[i]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    s = ModelStepper(model, B)
+    s = ModelStepper(model, B, precision)
     for t in range(ids.shape[1]):
         y = s.step(feed(ids[:, t]))
     out = np.empty((B, steps), dtype=np.int64)

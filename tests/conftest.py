@@ -36,6 +36,20 @@ def require_onnx():
     return require("onnx", "ONNX"), require("onnxruntime", "ONNX")
 
 
+def require_keras():
+    """Keras 3 on its torch backend (there is no TensorFlow here) for the referee tests:
+    skip without it, unless CRNN_REQUIRE_KERAS=1, when its absence (or another backend)
+    is a failure."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = require("keras", "KERAS")
+    if keras.backend.backend() != "torch":
+        why = f"keras runs on {keras.backend.backend()}, these tests need KERAS_BACKEND=torch"
+        if os.environ.get("CRNN_REQUIRE_KERAS") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return keras
+
+
 def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
     """Relative agreement at the dtype's tolerance, measured against the largest entry
     (so entries near zero are judged on the array's scale, not their own)."""

@@ -310,3 +310,35 @@ def test_functional_embedding_bidirectional_dropout(rng):
             cell._rng = np.random.default_rng(10 + i)
         return ops.sum(model(ids, training=True) * w)
     weights_grads_match(model, loss)
+
+
+def test_weight_arrays_read_by_ops_get_their_gradients(rng):
+    # a user's layer computing with its own weight arrays through crnn.ops: the tape
+    # sums the gradient over every op that read the array (here twice)
+    W = rng.standard_normal((3, 2))
+    b = rng.standard_normal(2)
+    x = rng.standard_normal((4, 3))
+    with crnn.GradientTape() as tape:
+        y = crnn.ops.tanh(crnn.ops.matmul(x, W) + b)
+        y2 = crnn.ops.matmul(x, W)
+        loss = crnn.ops.sum(y) + crnn.ops.sum(y2)
+    gW, gb = tape.gradient(loss, [W, b])
+    t = np.tanh(x @ W + b)
+    np.testing.assert_allclose(gW, x.T @ (1 - t ** 2) + x.T @ np.ones((4, 2)), rtol=1e-12)
+    np.testing.assert_allclose(gb, (1 - t ** 2).sum(axis=0), rtol=1e-12)
+    assert tape.gradient(loss, [rng.standard_normal(2)]) == [None]   # an unread array
+
+
+def test_where_gradient_goes_to_the_chosen_side(rng):
+    a, b = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    c = np.array([[True], [False], [True]])
+    with crnn.GradientTape() as tape:
+        ta, tb = tape.watch(a), tape.watch(b)
+        y = crnn.ops.where(c, ta, tb) * 2
+        loss = crnn.ops.sum(y)
+    ga, gb = tape.gradient(loss, [ta, tb])
+    np.testing.assert_array_equal(ga, np.where(c, 2.0, 0.0) * np.ones((3, 2)))
+    np.testing.assert_array_equal(gb, np.where(c, 0.0, 2.0) * np.ones((3, 2)))
+    np.testing.assert_array_equal(crnn.ops.where(c, a, 0.0), np.where(c, a, 0.0))
+    with pytest.raises(ValueError, match="bool condition"):
+        crnn.ops.where(np.ones((3, 1)), a, b)

@@ -335,38 +335,51 @@ def _run_layer(layer, x, states, rng_R, **call):
 @pytest.mark.parametrize("backend", ["cython", "reference"])
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("zero_output", [False, True])
 def test_layer_padded_batch_is_each_sequence_alone(rng, kind, backend, go_backwards,
-                                                   return_sequences):
+                                                   return_sequences, zero_output):
     lengths = np.array([6, 1, 0, 4])
     B, T, D = len(lengths), 6, 3
     layer = LAYERS[kind](return_sequences=return_sequences, return_state=True,
                          go_backwards=go_backwards, dtype="float64", backend=backend,
-                         seed=1)
+                         seed=1, zero_output_for_mask=zero_output)
     x = rng.standard_normal((B, T, D))
     states = [0.5 * rng.standard_normal((B, 5)) for _ in range(_n_states(layer))]
     outs, grads, Rs = _run_layer(layer, x, states, rng, lengths=lengths)
     n_s = len(states)
     dx, d_states, d_weights = grads[0], grads[1:1 + n_s], grads[1 + n_s:]
     sum_weights = [np.zeros_like(w) for w in d_weights]
+    # the padded steps after a sequence's last real step (in processing order) repeat
+    # its output, unless zero_output_for_mask; before its first real step they are zeros
+    repeats = return_sequences and not zero_output and not go_backwards
     for b, n in enumerate(lengths):
         if return_sequences:
-            # padded steps output zeros; the real ones come first in processing order,
-            # which with go_backwards is the padding first, then the sequence reversed
+            # the real steps come first in processing order, which with go_backwards is
+            # the padding first, then the sequence reversed
             real_steps = slice(T - n, T) if go_backwards else slice(0, n)
             pad_steps = slice(0, T - n) if go_backwards else slice(n, T)
-            assert not outs[0][b, pad_steps].any()
+            if not (repeats and n > 0):
+                assert not outs[0][b, pad_steps].any()
         if n == 0:
             for f, s in zip(outs[1:], states):
                 np.testing.assert_array_equal(f[b], s[b])
+            assert not outs[0][b].any()     # no real step: no output (as Keras)
             assert not dx[b].any()
             continue
         xb = x[b:b + 1, :n]
         sb = [s[b:b + 1] for s in states]
-        Rb = [R[b:b + 1, real_steps] if (i == 0 and return_sequences) else R[b:b + 1]
-              for i, R in enumerate(Rs)]
+        Rb = [R[b:b + 1, real_steps].copy() if (i == 0 and return_sequences)
+              else R[b:b + 1] for i, R in enumerate(Rs)]
+        if repeats:
+            # a repeated output's gradient goes to the step it repeats
+            Rb[0][:, -1] += Rs[0][b, pad_steps].sum(axis=0)
         o, g, _ = _run_layer(layer, xb, sb, Rb)
         if return_sequences:
             np.testing.assert_allclose(outs[0][b:b + 1, real_steps], o[0], atol=1e-12)
+            if repeats:
+                np.testing.assert_allclose(
+                    outs[0][b, pad_steps], np.broadcast_to(o[0][0, -1], (T - n, 5)),
+                    atol=1e-12)
         else:
             np.testing.assert_allclose(outs[0][b:b + 1], o[0], atol=1e-12)
         for f, e in zip(outs[1:], o[1:]):
@@ -501,8 +514,10 @@ def test_matches_torch_pack_padded_sequence(rng, kind, bidirectional, backend):
     lengths = np.array([7, 3, 1, 5, 7])
     B, T, D, H = len(lengths), 7, 3, 4
     make = {"SimpleRNN": crnn.SimpleRNN, "LSTM": crnn.LSTM, "GRU": crnn.GRU}[kind]
+    # pad_packed_sequence outputs zeros at the padding: zero_output_for_mask (which
+    # Bidirectional sets on its layers, as Keras does)
     inner = make(H, return_sequences=True, return_state=True, dtype="float64",
-                 backend=backend, seed=5)
+                 backend=backend, seed=5, zero_output_for_mask=not bidirectional)
     layer = crnn.Bidirectional(inner) if bidirectional else inner
     n_dir = 2 if bidirectional else 1
     n_s = 2 if kind == "LSTM" else 1

@@ -74,3 +74,10 @@ def test_the_interop_example_runs():
     np.testing.assert_allclose(namespace["layers"].predict(x, verbose=0), expected,
                                rtol=1e-5, atol=1e-5)
     assert isinstance(namespace["back"], torch.nn.LSTM)
+
+
+def test_the_reduced_precision_streaming_example_runs():
+    namespace = {}
+    exec(compile(block_after("<!-- readme-example: streaming-precision -->"), "README.md",
+                 "exec"), namespace)
+    assert namespace["h_t"].shape == (1, 1024) and namespace["fast"].precision == "int8"

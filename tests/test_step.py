@@ -399,3 +399,46 @@ def test_generate_bad_arguments(abc_model):
 def test_model_stepper_is_exported():
     assert crnn.generate is generate
     assert crnn.streaming.ModelStepper is ModelStepper
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_layer_step_fast_path_equals_general_path(name):
+    """layer.step's fast path (the last compiled stepper, arrays taken as they are)
+    against the general one (a fresh stepper per call): states None, list, tuple, one
+    array, float64 (converted), the batch size changing, the weights replaced, the
+    backend switched to the reference."""
+    rng = np.random.default_rng(5)
+    layer = make_layer(name, 6, "tanh", "sigmoid", np.float32)
+    random_weights(layer, rng, 4)
+    n = 2 if name == "lstm" else 1
+
+    def general(x, states):
+        s = layer.stepper(batch_size=len(x), states=states)
+        h = s.step(x)
+        return h, s.states
+
+    for B in (1, 3, 1, 2):
+        x = rng.standard_normal((B, 4)).astype(np.float32)
+        st = [rng.standard_normal((B, 6)).astype(np.float32) for _ in range(n)]
+        cases = [None, st, tuple(st), [s.astype(np.float64) for s in st]]
+        if n == 1:
+            cases.append(st[0])
+        for states in cases:
+            h, new = layer.step(x, states)
+            h_ref, new_ref = general(x, states)
+            assert_close(h, h_ref, np.float32)
+            assert new[0] is h and len(new) == n
+            for a, b in zip(new, new_ref):
+                assert_close(a, b, np.float32)
+        h, _ = layer.step(x.tolist(), st)           # a list: converted
+        assert_close(h, general(x, st)[0], np.float32)
+    layer.set_weights([w * 0.5 for w in layer.get_weights()])    # in place
+    assert_close(layer.step(x, st)[0], general(x, st)[0], np.float32)
+    layer.build((1, None, 4))                                      # new arrays
+    assert_close(layer.step(x, st)[0], general(x, st)[0], np.float32)
+    layer.cell.backend = "reference"
+    h, _ = layer.step(x, st)
+    ref = ReferenceStepper(layer.cell.family, layer.cell.kernel, layer.cell.recurrent_kernel,
+                           layer.cell.bias, len(x), states=st,
+                           reset_after=getattr(layer.cell, "reset_after", True))
+    np.testing.assert_array_equal(h, ref.step(x))

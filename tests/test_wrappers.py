@@ -242,8 +242,9 @@ def lstm_params(D, H):
 def test_bidirectional_config_round_trip_and_repr(rng):
     bi = Bidirectional(crnn.GRU(3, return_sequences=True, seed=4), merge_mode="mul",
                        name="bi")
-    assert repr(bi) == "Bidirectional(GRU(3, return_sequences=True, seed=4), " \
-                       "merge_mode='mul')"
+    # (Bidirectional sets zero_output_for_mask on its layers, as Keras does)
+    assert repr(bi) == "Bidirectional(GRU(3, return_sequences=True, seed=4, " \
+                       "zero_output_for_mask=True), merge_mode='mul')"
     copy = round_trip(bi)
     assert copy.name == "bi" and copy.merge_mode == "mul"
     assert copy.backward_layer.go_backwards and copy.backward_layer.seed == 5
@@ -460,3 +461,52 @@ def test_bidirectional_matches_torch(cell, shape, dtype, return_sequences):
         for name, a, e in zip(["kernel", "recurrent_kernel", "bias"],
                               d_weights[3 * i:3 * i + 3], _from_torch(cell, t_grads)):
             assert_close(a, e, dtype, scale=10, err_msg=f"{name}{suffix}")
+
+
+# -- TimeDistributed passes each step's mask on -------------------------------------------
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_time_distributed_gives_each_step_its_mask(rng, return_sequences):
+    B, T, T2, D = 2, 3, 5, 4
+    inner = crnn.LSTM(3, return_sequences=return_sequences, seed=0, dtype="float64")
+    td = TimeDistributed(inner)
+    x = rng.standard_normal((B, T, T2, D))
+    mask = rng.random((B, T, T2)) < 0.7
+    got = td(x, mask=mask)
+    for t in range(T):
+        np.testing.assert_allclose(got[:, t], inner(x[:, t], mask=mask[:, t]), rtol=0,
+                                   atol=1e-13)
+    assert not np.allclose(got, td(x))          # the mask was used
+    # gradients through the tape with the mask, against the loop over the steps
+    R = rng.standard_normal(got.shape)
+    a = tape_gradients(lambda x: td(x, mask=mask), [x], td.trainable_weights, [R])
+    b = tape_gradients(lambda x: crnn.ops.stack(
+        [inner(x[:, t], mask=mask[:, t]) for t in range(T)], axis=1), [x],
+        inner.trainable_weights, [R])
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+
+
+def test_time_distributed_mask_for_a_layer_without_one(rng):
+    dense = crnn.Dense(2, seed=0)
+    td = TimeDistributed(dense)
+    x = rng.standard_normal((2, 3, 4)).astype("float32")
+    np.testing.assert_array_equal(td(x, mask=np.ones((2, 3), bool)), td(x))
+    # in a model: Masking's mask reaches TimeDistributed and goes on to the loss
+    inp = crnn.Input((3, 4))
+    y = crnn.TimeDistributed(crnn.Dense(1))(crnn.Masking(0.0)(inp))
+    model = crnn.Model(inp, y)
+    x[0, 2] = 0
+    model(x)
+    np.testing.assert_array_equal(model.output_mask, [[True, True, False], [True] * 3])
+
+
+@pytest.mark.parametrize("mask, message", [
+    (np.ones((2,), bool), "2-D|1-D"),
+    (np.ones((2, 4), bool), r"match the input's \(2, 3\)"),
+    (np.ones((3, 3, 5), bool), r"match the input's \(2, 3\)"),
+    (np.ones((2, 3), np.float32), "dtype bool"),
+])
+def test_time_distributed_checks_the_mask_shape(mask, message):
+    td = TimeDistributed(crnn.GRU(2))
+    with pytest.raises(ValueError, match=message):
+        td(np.ones((2, 3, 5, 4), "float32"), mask=mask)

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from crnn import constraints, initializers, registry, regularizers
-from crnn.engine import Operation, flatten, is_symbolic, value_of
+from crnn.engine import Operation, SymbolicTensor, flatten, is_symbolic, value_of
 
 
 def check_real(name, a):
@@ -193,6 +193,28 @@ def apply_constraints(layer, weights=None):
             w[...] = new
 
 
+def _is_shape(shape):
+    return isinstance(shape, (tuple, list)) and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool))
+        for d in shape)
+
+
+def _placeholders(input_shape, dtype):
+    """SymbolicTensors for a shape, or (nested) lists of shapes."""
+    if _is_shape(input_shape):
+        return SymbolicTensor(tuple(input_shape), dtype)
+    if isinstance(input_shape, (tuple, list)) and input_shape:
+        return [_placeholders(s, dtype) for s in input_shape]
+    raise ValueError(f"expected input_shape to be a tuple of ints or None (batch axis "
+                     f"first), or a list of them, got {input_shape!r:.80}")
+
+
+def _shapes(specs):
+    if isinstance(specs, (list, tuple)):
+        return [_shapes(s) for s in specs]
+    return tuple(specs.shape)
+
+
 class Layer(Operation, register=False):   # a base: no file names it
     """Base of every crnn layer and cell: an :class:`crnn.engine.Operation` (the calling
     convention, weights by name in ``params`` and their gradients in ``grads``) whose
@@ -342,6 +364,16 @@ class Layer(Operation, register=False):   # a base: no file names it
         ``fit`` does it after each update, a custom training loop calls it after
         ``optimizer.apply``."""
         apply_constraints(self)
+
+    # -- shapes ----------------------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        """The shape of the output of a call on an input of ``input_shape`` (Keras's
+        ``compute_output_shape``): a tuple, batch axis first, None where unknown; a list
+        of them where the layer returns several outputs; ``input_shape`` a list of shapes
+        for a layer of several inputs. Here from :meth:`compute_output_spec` on
+        placeholders (which may build the layer); crnn's layers answer without
+        building."""
+        return _shapes(self.compute_output_spec(_placeholders(input_shape, self.dtype)))
 
     # -- config and repr -------------------------------------------------------------
     def get_config(self):

@@ -146,6 +146,10 @@ class Embedding(Layer):
         self._maybe_build(inputs.shape)
         return engine.SymbolicTensor(tuple(inputs.shape) + (self.output_dim,), self.dtype)
 
+    def compute_output_shape(self, input_shape):
+        """``input_shape + (output_dim,)`` (without building)."""
+        return tuple(input_shape) + (self.output_dim,)
+
     def compute_mask(self, inputs, mask=None):
         """``ids != 0`` with ``mask_zero``, else None."""
         if not self.mask_zero:

@@ -104,6 +104,14 @@ class Dense(Layer):
         self._maybe_build(inputs.shape)
         return engine.SymbolicTensor(inputs.shape[:-1] + (self.units,), self.dtype)
 
+    def compute_output_shape(self, input_shape):
+        """``(..., units)`` for ``(batch, ..., features)`` (without building)."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2:
+            raise ValueError(f"expected input shape (batch, ..., features), got "
+                             f"{input_shape}")
+        return input_shape[:-1] + (self.units,)
+
     def _forward(self, inputs):
         x = np.asarray(inputs[0])
         if x.ndim < 2:

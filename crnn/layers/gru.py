@@ -90,7 +90,8 @@ class GRU(RNN):
     """Gated recurrent unit layer (Keras's ``GRU``).
 
     Parameters as for :class:`GRUCell` plus ``return_sequences``, ``return_state``,
-    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`.
+    ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
+    :class:`crnn.SimpleRNN`.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -98,11 +99,11 @@ class GRU(RNN):
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
                  return_state=False, go_backwards=False, reset_after=True, seed=None,
-                 stateful=False, dtype="float32", backend="auto", name=None, *,
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 dtype="float32", backend="auto", name=None, *,
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None):
-        super().__init__(name=name, dtype=dtype)
         cell = GRUCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
@@ -113,7 +114,8 @@ class GRU(RNN):
             recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
             kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint)
-        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
+        super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
+                         unroll, zero_output_for_mask, name=name, dtype=dtype)
         self.activity_regularizer = regularizers.get(activity_regularizer)
 
 

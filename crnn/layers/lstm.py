@@ -95,10 +95,11 @@ class LSTM(RNN):
     """Long short-term memory layer (Keras's ``LSTM``).
 
     Parameters as for :class:`LSTMCell` plus ``return_sequences``, ``return_state``,
-    ``go_backwards`` and ``stateful`` as for :class:`crnn.SimpleRNN`. With ``return_state=True`` a call
-    returns ``[output, h_last, c_last]`` and backward takes ``[d_output, d_h_last,
-    d_c_last]`` (entries may be None); ``initial_state`` is ``[h0, c0]`` and
-    ``initial_state_grad`` is ``[dh0, dc0]``.
+    ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
+    :class:`crnn.SimpleRNN`. With ``return_state=True`` a call returns ``[output, h_last,
+    c_last]`` and backward takes ``[d_output, d_h_last, d_c_last]`` (entries may be
+    None); ``initial_state`` is ``[h0, c0]`` and ``initial_state_grad`` is ``[dh0,
+    dc0]``.
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
@@ -106,11 +107,11 @@ class LSTM(RNN):
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, return_sequences=False, return_state=False,
                  go_backwards=False, dropout=0.0, recurrent_dropout=0.0, seed=None,
-                 stateful=False, dtype="float32", backend="auto", name=None, *,
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 dtype="float32", backend="auto", name=None, *,
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None):
-        super().__init__(name=name, dtype=dtype)
         cell = LSTMCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
@@ -121,5 +122,6 @@ class LSTM(RNN):
             recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
             kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint)
-        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
+        super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
+                         unroll, zero_output_for_mask, name=name, dtype=dtype)
         self.activity_regularizer = regularizers.get(activity_regularizer)

@@ -11,7 +11,10 @@ import numpy as np
 
 from crnn import (_checks, activations, backend as _backend, constraints, engine,
                   initializers, regularizers)
-from crnn.layers.base import Layer, as_input
+from crnn.engine import as_dtype
+from crnn.layers.base import Layer, accepts_training, as_input
+from crnn.layers.cells import (StackedRNNCells, check_cell, initial_states, output_size,
+                               pack_states, reset_dropout_masks, run_loop, state_sizes)
 from crnn.layers.stepping import RecurrentStepMixin
 
 
@@ -292,6 +295,15 @@ class RNNCell(Layer):
                          states_given=states is not None)
         return outs[0], list(outs)
 
+    def compute_output_shape(self, input_shape):
+        """``((B, H), [(B, H) per state])`` for ``(B, D)``: what a call returns (without
+        building)."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(f"expected input shape (batch, features), got {input_shape}")
+        B = input_shape[0]
+        return (B, self.units), [(B, self.units) for _ in self.state_names]
+
     def compute_output_spec(self, inputs, states=None, training=False):
         self._maybe_build(inputs.shape)
         h = engine.SymbolicTensor((inputs.shape[0], self.units), self.dtype)
@@ -360,31 +372,69 @@ def check_grad(name, g, shape, dtype):
 
 
 class RNN(RecurrentStepMixin, Layer):
-    """The time loop around a cell (Keras's ``RNN``): subclasses make their cell in
-    ``__init__`` and pass it to :meth:`_setup`.
+    """The time loop around a cell (Keras's ``RNN``); SimpleRNN, LSTM and GRU are this
+    layer around their cells.
+
+    Parameters
+    ----------
+    cell : cell or list of cells
+        A built-in cell (:class:`crnn.SimpleRNNCell`, :class:`crnn.LSTMCell`,
+        :class:`crnn.GRUCell`: the layer runs its fused kernels, and equals the matching
+        layer), a user-defined cell (any crnn layer with ``state_size`` and
+        ``call(inputs, states, training=None) -> (output, new_states)``; see
+        :mod:`crnn.layers.cells`), or a list of cells, stacked
+        (:class:`crnn.layers.StackedRNNCells`: built-in cells then run layer after layer
+        on their kernels, which equals the stacked layers).
+    return_sequences : bool
+        Return the output at every step ``(B, T, O)`` rather than the last ``(B, O)``.
+    return_state : bool
+        Also return the final states: ``[output, *final_states]`` (a stacked cell's
+        states flat, one cell after the other).
+    go_backwards : bool
+        Process the sequence from its end; a returned sequence is in that (reversed)
+        order, as in Keras.
+    stateful : bool
+        Start each call from the states the previous call ended with (see below).
+    unroll : bool
+        Accepted for Keras compatibility; it changes nothing (the kernels run a compiled
+        loop, a user's cell a Python loop through the tape, either way).
+    zero_output_for_mask : bool
+        With a mask and ``return_sequences``, output zeros at the padded steps; by
+        default (False, Keras's default) a padded step repeats the previous step's output
+        (zeros before a sequence's first real step). :class:`crnn.Bidirectional` sets it
+        to ``return_sequences`` on its layers, as Keras does.
+    name : str, optional
+    dtype : "float32" or "float64", optional
+        The cell's (the default); another raises ``ValueError``.
 
     Calling ``layer(x, initial_state=None, training=False, mask=None, lengths=None)``
-    with ``x (B, T, D)`` runs the forward pass and keeps what backward needs (after any
-    call, not only training ones, except inside :class:`crnn.no_grad`, where it keeps
-    nothing and the cell runs its inference kernel, :meth:`RNNCell.infer`). It returns
-    ``(B, T, H)`` with ``return_sequences`` else ``(B, H)``, and with ``return_state``
-    the list ``[output, *final_states]``.
+    with ``x (B, T, D)`` returns ``(B, T, O)`` with ``return_sequences`` else ``(B, O)``
+    (``O``: the cell's ``output_size``, ``units`` for the built-in cells), and with
+    ``return_state`` the list ``[output, *final_states]``. With a built-in cell the call
+    keeps what backward needs (after any call, not only training ones, except inside
+    :class:`crnn.no_grad`, where it keeps nothing and the cell runs its inference kernel,
+    :meth:`RNNCell.infer`). ``state_size`` is the flat list of the states' sizes.
 
     Variable-length sequences: ``mask (B, T)`` (bool; True for a real step, False for
     padding, as Keras's masks) or ``lengths (B,)`` (ints, PyTorch's style for
     right-padded batches: the first ``lengths[b]`` steps of row ``b`` are real). At a
-    padded step the states pass through unchanged (Keras's semantics), so the last
-    output without ``return_sequences`` and the final states are each sequence's states
-    after its last real step; with ``return_sequences`` a padded step outputs zeros (as
-    PyTorch's ``pad_packed_sequence``, and Keras's ``Bidirectional``). Padded steps get
-    no gradient: ``dx`` is zero there. With ``go_backwards`` the mask is reversed along
-    with the sequence (as Keras does), so a right-padded sequence is read from its own
-    last real step. ``layer.backward(grad)`` takes
-    the gradient of that output (a list of the same structure with ``return_state``,
-    entries may be None), returns ``dx (B, T, D)``, sets ``grads`` and
-    ``initial_state_grad`` (one array per state). Dropout is active only when
-    ``training=True``, with one mask per sequence reused at every step. Do not modify a
-    returned array in place before calling backward: it may be the buffer backward reads.
+    padded step the states pass through unchanged (Keras's semantics), so the final
+    states are each sequence's states after its last real step, and so is the last
+    output without ``return_sequences`` (zeros for a sequence with no real step, as in
+    Keras). With ``return_sequences`` a padded step repeats the previous output
+    (``zero_output_for_mask=False``) or outputs zeros (True, as PyTorch's
+    ``pad_packed_sequence``). A padded step takes nothing from its input: ``dx`` is zero
+    there; the gradient of a repeated output goes to the step it repeats. With
+    ``go_backwards`` the mask is reversed along with the sequence (as Keras does), so a
+    right-padded sequence is read from its own last real step.
+
+    Backward: through :class:`crnn.GradientTape` for every cell; with a built-in cell
+    also ``layer.backward(grad)`` outside a tape, which takes the gradient of the output
+    (a list of the same structure with ``return_state``, entries may be None), returns
+    ``dx (B, T, D)``, sets ``grads`` and ``initial_state_grad`` (one array per state).
+    Dropout is active only when ``training=True``, with one mask per sequence reused at
+    every step. Do not modify a returned array in place before calling backward: it may
+    be the buffer backward reads.
 
     Long streams: with ``stateful=True`` (Keras's semantics) a call without
     ``initial_state`` starts from the states the previous call ended with (zeros at
@@ -400,41 +450,99 @@ class RNN(RecurrentStepMixin, Layer):
     zeros).
     """
 
-    def _setup(self, cell, return_sequences, return_state, go_backwards, stateful=False):
+    def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, zero_output_for_mask=False, name=None,
+                 dtype=None):
+        if isinstance(cell, (list, tuple)):
+            cell = StackedRNNCells(cell)
+        check_cell(cell)
+        if dtype is not None and as_dtype(dtype) != cell.dtype:
+            raise ValueError(f"expected dtype to be the cell's ({cell.dtype.name}) or None, "
+                             f"got {dtype!r}")
+        super().__init__(name=name, dtype=cell.dtype)
+        self._setup(cell, return_sequences, return_state, go_backwards, stateful, unroll,
+                    zero_output_for_mask)
+
+    def get_config(self):
+        config = super().get_config()
+        if type(self).__init__ is RNN.__init__:
+            config["dtype"] = None   # the cell's, which its own config holds
+        return config
+
+    def _setup(self, cell, return_sequences, return_state, go_backwards, stateful=False,
+               unroll=False, zero_output_for_mask=False):
         self.cell = cell
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        if not isinstance(stateful, (bool, np.bool_)):
-            raise ValueError(f"expected stateful to be True or False, got {stateful!r}")
-        self.stateful = bool(stateful)
+        for flag, value in (("return_sequences", return_sequences),
+                            ("return_state", return_state), ("go_backwards", go_backwards),
+                            ("stateful", stateful), ("unroll", unroll),
+                            ("zero_output_for_mask", zero_output_for_mask)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"expected {flag} to be True or False, got {value!r}")
+            setattr(self, flag, bool(value))
+        # a built-in cell runs its fused kernels; any other cell the loop of
+        # crnn.layers.cells, step by step through the tape
+        self._fused = isinstance(cell, RNNCell) and cell.family is not None
         self._states = None      # the stored states of a stateful layer: list of (B, H)
         self._tbptt = False      # set by fit(tbptt=...): states must come from the carry
-        # The cell owns the weights; the layer shows the same dicts.
-        self.params = cell.params
-        self.grads = cell.grads
         self.initial_state_grad = None
 
+    # The cell owns the weights; the layer shows the same dicts.
+    @property
+    def params(self):
+        cell = self.__dict__.get("cell")
+        return {} if cell is None else cell.params
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError("an RNN layer's params are its cell's: set weights with "
+                                 "set_weights")
+
+    @property
+    def grads(self):
+        cell = self.__dict__.get("cell")
+        return {} if cell is None else cell.grads
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError("an RNN layer's grads are its cell's")
+
+    @property
+    def trainable_weights(self):
+        return self.cell.trainable_weights
+
     def __getattr__(self, name):
-        # The cell's arguments and weights, read through (get_config and repr use them).
-        # Only reached when normal lookup fails.
+        # The cell's arguments and weights, read through (get_config and repr of
+        # SimpleRNN, LSTM and GRU use them). Only reached when normal lookup fails.
         cell = self.__dict__.get("cell")
         if cell is None or name.startswith("_"):
             raise AttributeError(name)
         return getattr(cell, name)
 
+    @property
+    def state_size(self):
+        """The size of every state, a flat list (a stacked cell's, cell after cell)."""
+        return state_sizes(self.cell)
+
+    def _n_states(self):
+        return len(state_sizes(self.cell))
+
     def build(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"expected input shape (batch, time, features), got "
                              f"{tuple(input_shape)}")
-        self.cell.build(input_shape)
+        # a cell built before the layer keeps its weights (as in Keras); building a built
+        # layer again builds its cell again (new weight arrays, as other layers do)
+        if not self.cell.built or self.built:
+            self.cell.build((input_shape[0], input_shape[2]))
         self.built = True
 
     # -- stored states (stateful=True) ----------------------------------------------
     @property
     def states(self):
         """The stored states of a stateful layer (copies; a list of ``(B, H)`` arrays, one
-        per name in ``cell.state_names``), or None before its first call or after a full
+        per state), or None before its first call or after a full
         :meth:`reset_states`."""
         if self._states is None:
             return None
@@ -467,18 +575,19 @@ class RNN(RecurrentStepMixin, Layer):
                            else self._states[0].shape[0])
         if rows is None:       # values
             values = states if isinstance(states, (list, tuple)) else [states]
-            if len(values) != len(self.cell.state_names):
+            n = self._n_states()
+            if len(values) != n:
                 raise ValueError(f"expected reset_states(states) to be a bool mask (batch,), "
-                                 f"ints (row indices) or a list of "
-                                 f"{len(self.cell.state_names)} arrays "
-                                 f"{list(self.cell.state_names)} (batch, units), got "
+                                 f"ints (row indices) or a list of {n} arrays "
+                                 f"{self._state_names()} (batch, units), got "
                                  f"{len(values)} arrays")
             B = np.shape(values[0])[0] if np.ndim(values[0]) == 2 else None
             if B is None:
                 raise ValueError(f"expected reset_states(states) to be a bool mask (batch,), "
                                  f"ints (row indices) or arrays of shape (batch, "
-                                 f"{self.cell.units}), got shape {np.shape(values[0])}")
-            self._states = [s.copy() for s in self.cell.check_states(list(values), B)]
+                                 f"{self.state_size[0]}), got shape {np.shape(values[0])}")
+            self._states = [np.array(s, copy=True)
+                            for s in self._check_states(list(values), B)]
             return
         if self._states is None:
             return             # every row already starts from zeros
@@ -486,6 +595,38 @@ class RNN(RecurrentStepMixin, Layer):
         for s in new:
             s[rows] = 0
         self._states = new
+
+    def reset_state(self, states=None):
+        """Keras 3's name for :meth:`reset_states` (the same method)."""
+        self.reset_states(states)
+
+    def _state_names(self):
+        names = getattr(self.cell, "state_names", None)
+        if names is not None and len(names) == self._n_states():
+            return list(names)
+        return [f"state {i}" for i in range(self._n_states())]
+
+    def _check_states(self, states, B):
+        """``states`` (a list, nested for a stacked cell; one array alone for a one-state
+        cell) as a flat list of ``(B, size)`` arrays of this layer's dtype (Tensors stay
+        Tensors, checked)."""
+        if self._fused:
+            return self.cell.check_states(states, B)
+        states = engine.flatten(list(states) if isinstance(states, (list, tuple))
+                                else [states])
+        sizes = self.state_size
+        if len(states) != len(sizes):
+            raise ValueError(f"expected {len(sizes)} states {self._state_names()} of shapes "
+                             f"{[(B, s) for s in sizes]}, got {len(states)}")
+        out = []
+        for i, (s, size) in enumerate(zip(states, sizes)):
+            if not isinstance(s, engine.Tensor):
+                s = as_input(f"state {i}", s, self.dtype, 2, "(batch, units)")
+            if tuple(s.shape) != (B, size):
+                raise ValueError(f"expected state {i} of shape {(B, size)}, got "
+                                 f"{tuple(s.shape)}")
+            out.append(s)
+        return out
 
     def _initial_states(self, B):
         """The stored states for a batch of ``B`` (None: zeros), checked."""
@@ -499,8 +640,36 @@ class RNN(RecurrentStepMixin, Layer):
                              f"another batch size")
         return self._states
 
+    def _explicit_state_error(self):
+        return ValueError(f"expected the recurrent layers to start each window from their "
+                          f"carried states for truncated BPTT, got {self.name!r} called "
+                          f"with an explicit initial_state (it would restart every window): "
+                          f"train this model with tbptt=None")
+
+    # -- one step --------------------------------------------------------------------
+    def step(self, x_t, states=None):
+        """One time step, Keras-cell style: ``x_t (B, D)`` and ``states`` (None for the
+        initial states; else a list) give ``(output, new_states)``. Equals step t of
+        ``layer(x)``; runs outside any tape."""
+        if self._fused:
+            return super().step(x_t, states)
+        x_t = as_input("x_t", x_t, self.dtype, 2, "(batch, features)")
+        B = x_t.shape[0]
+        if not self.built:
+            self.build((B, None, x_t.shape[1]))
+        with engine.no_grad():
+            flat = (initial_states(self.cell, B, self.dtype) if states is None
+                    else self._check_states(states, B))
+            if accepts_training(type(self.cell).call):
+                out, new = self.cell(x_t, pack_states(self.cell, flat), training=False)
+            else:
+                out, new = self.cell(x_t, pack_states(self.cell, flat))
+        return out, engine.flatten(new)
+
     # -- forward ---------------------------------------------------------------------
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
+        if not self._fused:
+            return self._call_cells(inputs, initial_state, training, mask, lengths)
         _, flat, options = self._primitive_call(inputs, initial_state, training, mask,
                                                 lengths)
         return self._call_result(self._run(flat, **options))
@@ -530,8 +699,22 @@ class RNN(RecurrentStepMixin, Layer):
             if self.go_backwards:
                 out = out[:, ::-1]
         if self.return_state:
-            return [out] + [None] * len(self.cell.state_names)
+            return [out] + [None] * self._n_states()
         return out
+
+    def compute_output_shape(self, input_shape, initial_state_shape=None):
+        """The output's shape for an input of ``input_shape`` ``(B, T, D)`` (None where
+        unknown), with ``return_state`` a list with each state's ``(B, size)``."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(f"expected input shape (batch, time, features), got "
+                             f"{input_shape}")
+        B, T = input_shape[0], input_shape[1]
+        O = output_size(self.cell)
+        out = (B, T, O) if self.return_sequences else (B, O)
+        if not self.return_state:
+            return out
+        return [out] + [(B, s) for s in self.state_size]
 
     def compute_output_spec(self, inputs, initial_state=None, training=False, mask=None,
                             lengths=None):
@@ -539,13 +722,74 @@ class RNN(RecurrentStepMixin, Layer):
             raise ValueError(f"expected input shape (batch, time, features), got "
                              f"{inputs.shape}")
         self._maybe_build(inputs.shape)
-        B, T, H = inputs.shape[0], inputs.shape[1], self.cell.units
-        out = engine.SymbolicTensor((B, T, H) if self.return_sequences else (B, H),
-                                    self.dtype)
+        shapes = self.compute_output_shape(inputs.shape)
         if not self.return_state:
-            return out
-        return [out] + [engine.SymbolicTensor((B, H), self.dtype)
-                        for _ in self.cell.state_names]
+            return engine.SymbolicTensor(shapes, self.dtype)
+        return [engine.SymbolicTensor(s, self.dtype) for s in shapes]
+
+    def _call_cells(self, inputs, initial_state, training, mask, lengths):
+        """A call with a cell that is not one built-in cell: a stack of built-in cells (each
+        a fused layer) or the step loop of :func:`crnn.layers.cells.run_loop`, both
+        recorded on the tape op by op."""
+        x = inputs
+        if not isinstance(x, engine.Tensor):
+            x = as_input("input", x, self.dtype, 3, "(batch, time, features)")
+        elif x.ndim != 3:
+            raise ValueError(f"expected input of shape (batch, time, features) (3-D), got "
+                             f"shape {x.shape}")
+        self._maybe_build(x.shape)
+        B, T = x.shape[0], x.shape[1]
+        if initial_state is not None:
+            if self._tbptt:
+                raise self._explicit_state_error()
+            states = self._check_states(initial_state, B)
+        else:
+            stored = self._initial_states(B) if self.stateful else None
+            states = self._check_states(
+                stored if stored is not None
+                else initial_states(self.cell, B, self.dtype), B)
+        real = sequence_mask(mask, lengths, B, T)   # (B, T) bool, or None: all real
+        reset_dropout_masks(self.cell)              # new masks for every call
+        if self._fused_stack():
+            output, finals = self._run_stack(x, states, real, training)
+        else:
+            output, finals = run_loop(self.cell, x, states, real, self.go_backwards,
+                                      training, self.return_sequences,
+                                      self.zero_output_for_mask, self.dtype)
+        if self.stateful:
+            # detached copies: the next call starts here, no gradient flows back into this
+            self._states = [np.array(engine.value_of(f), dtype=self.dtype, copy=True)
+                            for f in finals]
+        return [output, *finals] if self.return_state else output
+
+    def _fused_stack(self):
+        return (isinstance(self.cell, StackedRNNCells)
+                and all(isinstance(c, RNNCell) and c.family is not None
+                        for c in self.cell.cells))
+
+    def _run_stack(self, x, states, real, training):
+        """Built-in cells stacked: each runs over the whole sequence on its kernels (a
+        layer around it, with return_sequences), the next reading its outputs; what a
+        step-by-step stack computes, and what stacked layers compute."""
+        cells = self.cell.cells
+        y, finals, i = x, [], 0
+        for k, cell in enumerate(cells):
+            n = len(cell.state_names)
+            last = k == len(cells) - 1
+            # the first reverses the sequence (and the mask) with go_backwards; the others
+            # read its outputs, already in processing order
+            layer = RNN(cell, return_sequences=self.return_sequences or not last,
+                        return_state=True, go_backwards=self.go_backwards and k == 0,
+                        zero_output_for_mask=self.zero_output_for_mask if last else True,
+                        name=f"{self.name}/cells/{k}")
+            mask = real
+            if k > 0 and self.go_backwards and real is not None:
+                mask = np.ascontiguousarray(real[:, ::-1])
+            out = layer(y, initial_state=states[i:i + n], training=training, mask=mask)
+            y = out[0]
+            finals += list(out[1:])
+            i += n
+        return y, finals
 
     def _forward(self, inputs, training=False, states_given=True, mask=None,
                  lengths=None):
@@ -558,11 +802,7 @@ class RNN(RecurrentStepMixin, Layer):
                              f"input size), got shape {x.shape}")
         if states_given:
             if self._tbptt:
-                raise ValueError(f"expected the recurrent layers to start each window from "
-                                 f"their carried states for truncated BPTT, got "
-                                 f"{self.name!r} called with an explicit initial_state "
-                                 f"(it would restart every window): train this model with "
-                                 f"tbptt=None")
+                raise self._explicit_state_error()
             states = cell.check_states(inputs[1:], B)
         else:
             stored = self._initial_states(B) if self.stateful else None
@@ -581,7 +821,8 @@ class RNN(RecurrentStepMixin, Layer):
             h_mask = cell.get_recurrent_dropout_mask(B)
         if x_mask is not None:
             x = x * x_mask[:, None, :]
-        # with a mask, hs[:, T-1] holds each sequence's states after its last real step
+        # with a mask, hs[:, t] at a padded step holds the states of the sequence's last
+        # real step before t (its initial states before the first), hs[:, T-1] the final
         infer = not engine.grad_enabled() and h_mask is None
         if infer:
             # crnn.no_grad: no backward follows, so no record of the steps is kept
@@ -592,11 +833,19 @@ class RNN(RecurrentStepMixin, Layer):
         if self.stateful:
             # detached copies: the next call starts here, no gradient flows back into this
             self._states = [np.array(f, dtype=self.dtype, copy=True) for f in finals]
-        output = hs if self.return_sequences else finals[0]
-        if self.return_sequences and real is not None:
-            output = np.where(real[:, :, None], hs, 0)   # zeros at the padded steps
+        # which outputs are hs itself (the others are zeros), in processing order: every
+        # step without a mask; with one, the real steps, and the padded steps after a real
+        # one unless zero_output_for_mask (they repeat the last real step's output, which
+        # is the state the kernels carried there)
+        keep = output_mask(real, self.zero_output_for_mask)
+        if self.return_sequences:
+            output = hs if keep is None else np.where(keep[:, :, None], hs, 0)
+        else:
+            output = finals[0]
+            if real is not None and T > 0:
+                output = np.where(real.any(axis=1)[:, None], output, 0)
         if self.return_state:
-            if not self.return_sequences:
+            if output is finals[0]:
                 finals[0] = finals[0].copy()  # the output and h_last: two arrays
             outputs = [output, *finals]
         else:
@@ -618,9 +867,14 @@ class RNN(RecurrentStepMixin, Layer):
         d_finals = [check_grad(f"d_{s}_last", g, (B, H), self.dtype)
                     for s, g in zip(names, d_finals)]
         dhs = d_out if self.return_sequences else None
-        if dhs is not None and real is not None:
-            dhs = np.where(real[:, :, None], dhs, 0)   # padded steps output a constant 0
+        keep = output_mask(real, self.zero_output_for_mask)
+        if dhs is not None and keep is not None:
+            # a zero output is a constant; a repeated one is the carried state, whose
+            # gradient the kernels hand back to the step it repeats
+            dhs = np.where(keep[:, :, None], dhs, 0)
         if not self.return_sequences and d_out is not None:
+            if real is not None and T > 0:
+                d_out = np.where(real.any(axis=1)[:, None], d_out, 0)
             d_finals[0] = d_out if d_finals[0] is None else d_finals[0] + d_out
         dx, d_states, dW_x, dW_h, db = self.cell.run_backward(x, states, h_mask, hs,
                                                               saved, dhs, d_finals, real)
@@ -633,6 +887,10 @@ class RNN(RecurrentStepMixin, Layer):
     def backward(self, grad):
         """Backpropagate through the last call, outside a tape; see the class
         docstring."""
+        if not self._fused:
+            raise ValueError(f"{self.name!r} runs the cell {type(self.cell).__name__} step "
+                             f"by step through the tape, so it has no backward outside a "
+                             f"tape: compute gradients with crnn.GradientTape")
         self._check_last_call()
         names = self.cell.state_names
         if self.return_state:
@@ -649,3 +907,16 @@ class RNN(RecurrentStepMixin, Layer):
         d_inputs = self._backward_last(d_outputs)
         self.initial_state_grad = list(d_inputs[1:])
         return d_inputs[0]
+
+
+def output_mask(real, zero_output_for_mask):
+    """The steps ``(B, T)`` at which a layer outputs the kernels' ``hs`` (elsewhere it
+    outputs zeros), or None for every step: the real steps with
+    ``zero_output_for_mask``, else every step from a sequence's first real step on (a
+    padded step after it repeats the last real step's output, which is the state the
+    kernels carried there)."""
+    if real is None:
+        return None
+    if zero_output_for_mask:
+        return real
+    return np.logical_or.accumulate(real, axis=1)

@@ -88,6 +88,12 @@ class SimpleRNN(RNN):
     stateful : bool
         Start each call from the states the previous call ended with (Keras's
         ``stateful``; see :class:`crnn.layers.recurrent.RNN` and :meth:`reset_states`).
+    unroll : bool
+        Accepted for Keras compatibility; it changes nothing.
+    zero_output_for_mask : bool
+        With a mask, output zeros at the padded steps of a returned sequence instead of
+        repeating the previous output (Keras's default, False); see
+        :class:`crnn.layers.recurrent.RNN`.
 
     Calling and backward: see :class:`crnn.layers.recurrent.RNN`. With ``return_state``
     the gradient is ``[d_output, d_h_last]``; ``initial_state_grad`` is ``[dh0]``.
@@ -97,11 +103,11 @@ class SimpleRNN(RNN):
                  return_state=False, go_backwards=False, dropout=0.0,
                  recurrent_dropout=0.0, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", seed=None,
-                 stateful=False, dtype="float32", backend="auto", name=None, *,
+                 stateful=False, unroll=False, zero_output_for_mask=False,
+                 dtype="float32", backend="auto", name=None, *,
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None):
-        super().__init__(name=name, dtype=dtype)
         cell = SimpleRNNCell(
             units, activation=activation, use_bias=use_bias,
             kernel_initializer=kernel_initializer,
@@ -112,5 +118,6 @@ class SimpleRNN(RNN):
             recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
             kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
             bias_constraint=bias_constraint)
-        self._setup(cell, return_sequences, return_state, go_backwards, stateful)
+        super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
+                         unroll, zero_output_for_mask, name=name, dtype=dtype)
         self.activity_regularizer = regularizers.get(activity_regularizer)

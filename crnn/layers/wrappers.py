@@ -14,12 +14,19 @@ The weights live in the inner layers; the wrapper shows them (``trainable_weight
 import numpy as np
 
 from crnn import engine, ops
-from crnn.layers.base import Layer, accepts_training, deserialize_layer, serialize_layer
+from crnn.layers.base import (Layer, accepts_mask, accepts_training, deserialize_layer,
+                              serialize_layer)
+from crnn.layers.cells import output_size
 from crnn.layers.recurrent import RNN, reset_rows
 
 
 def _shape_of(x):
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def _is_one_shape(shape):
+    return isinstance(shape, tuple) and all(d is None or isinstance(d, (int, np.integer))
+                                            for d in shape)
 
 
 def _removeprefix(s, prefix):
@@ -44,6 +51,12 @@ class TimeDistributed(Layer):
         Called with one input, returning one output.
     name : str, optional
 
+    Calling ``td(x, training=False, mask=None)``: a mask ``(B, T, ...)`` (its first two
+    axes the input's, else ``ValueError``) gives each step's mask ``mask[:, t]`` to the
+    inner layer as its ``mask=``, where its ``call`` takes one (Keras's semantics: a
+    recurrent layer over ``(B, T, T2, D)`` reads a mask ``(B, T, T2)``). The output's
+    mask is the input's.
+
     ``params`` and ``grads`` are the inner layer's own dicts (as an RNN layer shows its
     cell's), so its weights appear once under their own names.
     """
@@ -54,8 +67,28 @@ class TimeDistributed(Layer):
                              f"{type(layer).__name__}")
         super().__init__(name=name, dtype=layer.dtype)
         self.layer = layer
-        self.params = layer.params
-        self.grads = layer.grads
+
+    # the inner layer's own dicts (read on each access: a layer may make new ones)
+    @property
+    def params(self):
+        layer = self.__dict__.get("layer")
+        return {} if layer is None else layer.params
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError("TimeDistributed's params are its layer's: set weights "
+                                 "with set_weights")
+
+    @property
+    def grads(self):
+        layer = self.__dict__.get("layer")
+        return {} if layer is None else layer.grads
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError("TimeDistributed's grads are its layer's")
 
     # -- shapes and building ---------------------------------------------------------
     @staticmethod
@@ -77,7 +110,17 @@ class TimeDistributed(Layer):
             self.layer.build(self._step_shape(input_shape))
         self.built = True
 
-    def compute_output_spec(self, inputs, training=False):
+    def compute_output_shape(self, input_shape):
+        """``(B, T) + layer.compute_output_shape((B*T, ...))[1:]`` for ``(B, T, ...)``."""
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        inner = self.layer.compute_output_shape(self._step_shape(input_shape))
+        if not _is_one_shape(inner):
+            raise ValueError(f"expected the wrapped layer to return one tensor, "
+                             f"{self.layer.name} returns {len(inner)}")
+        return tuple(input_shape[:2]) + tuple(inner[1:])
+
+    def compute_output_spec(self, inputs, training=False, mask=None):
         self._check_shape(inputs.shape)
         self._maybe_build(inputs.shape)
         step = engine.SymbolicTensor(self._step_shape(inputs.shape), inputs.dtype)
@@ -91,18 +134,44 @@ class TimeDistributed(Layer):
     # The mask of the steps passes through unchanged (the layer runs on each step alone).
     supports_masking = True
 
+    @staticmethod
+    def _check_mask(mask, shape):
+        """The mask as an array whose first two axes are the input's ``(B, T)``."""
+        m = np.asarray(engine.value_of(mask))
+        if m.ndim < 2:
+            raise ValueError(f"expected a mask of shape (batch, time, ...) = "
+                             f"{tuple(shape[:2])} + ... for TimeDistributed, got a "
+                             f"{m.ndim}-D mask of shape {m.shape}")
+        if m.shape[:2] != tuple(shape[:2]):
+            raise ValueError(f"expected a mask whose first two dimensions (batch, time) "
+                             f"match the input's {tuple(shape[:2])}, got mask shape "
+                             f"{m.shape} for input shape {tuple(shape)}")
+        if m.dtype.kind not in "biu":
+            raise ValueError(f"expected mask to have dtype bool (or an integer dtype), got "
+                             f"{m.dtype}")
+        return m
+
     # -- calling ---------------------------------------------------------------------
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, mask=None):
+        """``inputs (B, T, ...)``; ``mask (B, T, ...)`` or None: each step's mask
+        ``mask[:, t]`` goes to the inner layer as its ``mask=`` where its ``call`` takes
+        one (Keras's semantics; e.g. an RNN inside over ``(B, T, T2, D)`` with a mask
+        ``(B, T, T2)``), else the mask is not used here."""
         x = inputs if isinstance(inputs, engine.Tensor) else np.asarray(inputs)
         shape = _shape_of(x)
         self._check_shape(shape)
+        if mask is not None:
+            mask = self._check_mask(mask, shape)
         self._maybe_build(shape)
         B, T = shape[0], shape[1]
         steps = ops.reshape(x, (B * T,) + tuple(shape[2:]))        # (B*T, ...)
+        kwargs = {}
         if accepts_training(type(self.layer).call):
-            y = self.layer(steps, training=training)
-        else:
-            y = self.layer(steps)
+            kwargs["training"] = training
+        if mask is not None and accepts_mask(type(self.layer).call):
+            # the steps' masks, row b*T + t = mask[b, t], as the steps themselves
+            kwargs["mask"] = mask.reshape((B * T,) + mask.shape[2:])
+        y = self.layer(steps, **kwargs)
         if isinstance(y, (list, tuple)):
             raise ValueError(f"expected the wrapped layer to return one tensor, "
                              f"{self.layer.name} returned {len(y)}")
@@ -143,6 +212,27 @@ class TimeDistributed(Layer):
 
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def _fresh_config(layer, seed_offset=0):
+    """``layer.get_config()`` with every layer inside it (an RNN's cell) replaced by a new
+    one of the same configuration, recursively: a layer made from it has its own
+    weights, as Keras's deserialized copies do. An int ``seed`` at any level is moved by
+    ``seed_offset`` (so that a second copy draws other weights, still reproducibly)."""
+    def fresh(value):
+        if isinstance(value, Layer):
+            return type(value).from_config(_fresh_config(value, seed_offset))
+        if isinstance(value, list):
+            return [fresh(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(fresh(v) for v in value)
+        return value
+    config = {k: fresh(v) for k, v in layer.get_config().items()}
+    seed = config.get("seed")
+    if (seed_offset and isinstance(seed, (int, np.integer))
+            and not isinstance(seed, bool)):
+        config["seed"] = int(seed) + seed_offset
+    return config
 
 
 class _JoinDirections(engine.Op, register=False):
@@ -229,21 +319,22 @@ class Bidirectional(Layer):
                              f"{merge_mode!r}")
         super().__init__(name=name, dtype=layer.dtype)
         base = _removeprefix(_removeprefix(layer.name, "forward_"), "backward_")
-        config = layer.get_config()
+        config = _fresh_config(layer)
         config["name"] = "forward_" + base
         self.forward_layer = type(layer).from_config(config)
         self._backward_given = backward_layer is not None
         if backward_layer is None:
-            config = layer.get_config()
+            config = _fresh_config(layer, seed_offset=1)  # its own weights, reproducibly
             config["go_backwards"] = not layer.go_backwards
             config["name"] = "backward_" + base
-            seed = config.get("seed")
-            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-                config["seed"] = int(seed) + 1  # its own weights, still reproducible
             backward_layer = type(layer).from_config(config)
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self._verify()
+        # as Keras: the outputs at padded steps are zeros in a returned sequence, so that
+        # both directions line up with nothing from a neighbouring real step
+        for inner in (self.forward_layer, self.backward_layer):
+            inner.zero_output_for_mask = inner.return_sequences
 
     def _verify(self):
         f, b = self.forward_layer, self.backward_layer
@@ -255,10 +346,11 @@ class Bidirectional(Layer):
                 raise ValueError(f"expected the forward and backward layers to have the "
                                  f"same {attr}, got {getattr(f, attr)} (forward) and "
                                  f"{getattr(b, attr)} (backward)")
-        if self.merge_mode in ("sum", "mul", "ave") and f.units != b.units:
+        fo, bo = output_size(f.cell), output_size(b.cell)
+        if self.merge_mode in ("sum", "mul", "ave") and fo != bo:
             raise ValueError(f"expected the forward and backward layers to have the same "
-                             f"units for merge_mode={self.merge_mode!r}, got {f.units} and "
-                             f"{b.units}")
+                             f"units for merge_mode={self.merge_mode!r}, got {fo} and "
+                             f"{bo}")
 
     # Layer.__init__ assigns empty dicts; the views below are built from the inner layers.
     @property
@@ -316,16 +408,36 @@ class Bidirectional(Layer):
         """``initial_state`` as (forward states, backward states), or (None, None)."""
         if initial_state is None:
             return None, None
-        nf = len(self.forward_layer.cell.state_names)
-        nb = len(self.backward_layer.cell.state_names)
+        nf = len(self.forward_layer.state_size)
+        nb = len(self.backward_layer.state_size)
         states = (list(initial_state) if isinstance(initial_state, (list, tuple))
                   else [initial_state])
         if len(states) != nf + nb:
-            names = ([f"forward {s}" for s in self.forward_layer.cell.state_names]
-                     + [f"backward {s}" for s in self.backward_layer.cell.state_names])
+            names = ([f"forward {s}" for s in self.forward_layer._state_names()]
+                     + [f"backward {s}" for s in self.backward_layer._state_names()])
             raise ValueError(f"expected initial_state to be a list of {nf + nb} arrays "
                              f"{names}, got {len(states)}")
         return states[:nf], states[nf:]
+
+    def compute_output_shape(self, input_shape):
+        """The merged output's shape (a list: ``[fwd, bwd]`` with ``merge_mode=None``,
+        the states' shapes after the outputs with ``return_state``), for ``(B, T, D)``."""
+        input_shape = tuple(input_shape)
+        self._check_shape(input_shape)
+        f = self.forward_layer.compute_output_shape(input_shape)
+        b = self.backward_layer.compute_output_shape(input_shape)
+        f, b = ([f], [b]) if _is_one_shape(f) else (list(f), list(b))
+        if self.merge_mode is None:
+            outputs = [f[0], b[0]]
+        elif self.merge_mode == "concat":
+            last = (None if f[0][-1] is None or b[0][-1] is None
+                    else f[0][-1] + b[0][-1])
+            outputs = [f[0][:-1] + (last,)]
+        else:
+            outputs = [f[0]]
+        if not self.return_state:
+            return outputs[0] if self.merge_mode is not None else outputs
+        return outputs + f[1:] + b[1:]
 
     def compute_output_spec(self, inputs, initial_state=None, training=False, mask=None,
                             lengths=None):
@@ -356,8 +468,7 @@ class Bidirectional(Layer):
         outputs = [out, out] if self.merge_mode is None else [out]
         if not self.return_state:
             return outputs[0] if self.merge_mode is not None else outputs
-        n = (len(self.forward_layer.cell.state_names)
-             + len(self.backward_layer.cell.state_names))
+        n = len(self.forward_layer.state_size) + len(self.backward_layer.state_size)
         return outputs + [None] * n
 
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
@@ -368,12 +479,13 @@ class Bidirectional(Layer):
         # (crnn.cores.concurrently), forward and backward. The backward layer reverses
         # the mask with the sequence: see the docstring.
         f, b = self.forward_layer, self.backward_layer
-        if type(f).call is RNN.call and type(b).call is RNN.call:
+        if (type(f).call is RNN.call and type(b).call is RNN.call and f._fused
+                and b._fused):   # one primitive each (a built-in cell)
             y, y_rev = engine.run_concurrently([
                 f._primitive_call(inputs, forward_state, training, mask, lengths),
                 b._primitive_call(inputs, backward_state, training, mask, lengths)])
             y, y_rev = f._call_result(y), b._call_result(y_rev)
-        else:   # a subclass's own call: one after the other
+        else:   # a subclass's own call, or a cell run step by step: one after the other
             y = f(inputs, initial_state=forward_state, training=training, mask=mask,
                   lengths=lengths)
             y_rev = b(inputs, initial_state=backward_state, training=training, mask=mask,
@@ -426,6 +538,10 @@ class Bidirectional(Layer):
                           (self.backward_layer, backward_states)):
             if layer.stateful:
                 layer.reset_states(st)
+
+    def reset_state(self, states=None):
+        """Keras 3's name for :meth:`reset_states` (the same method)."""
+        self.reset_states(states)
 
     # -- the inner layers' weights ---------------------------------------------------
     @property

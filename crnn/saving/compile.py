@@ -14,26 +14,14 @@ __all__ = ["compile_config", "restore_compile"]
 def compile_config(model):
     """``(config, optimizer state)`` of a compiled model, ``(None, None)`` otherwise.
 
-    The arguments come from ``model.get_compile_config()`` (None when not compiled), or,
-    for a model without it, from ``model.optimizer``, ``model.loss``,
-    ``model.loss_weights`` and the metrics in ``model.compiled_metrics`` /
-    ``model.metrics``. The optimizer is stored by :func:`crnn.optimizers.serialize`, each
-    loss by name or :func:`crnn.losses.serialize`, each metric by name; anything else
-    (a loss or metric that is a Python function) raises ``ValueError``.
+    The arguments come from ``model.get_compile_config()`` (None when not compiled). The
+    optimizer is stored by :func:`crnn.optimizers.serialize`, each loss by name or
+    :func:`crnn.losses.serialize`, each metric by name; anything else (a loss or metric
+    that is a Python function) raises ``ValueError``.
     """
-    getter = getattr(model, "get_compile_config", None)
-    if callable(getter):
-        raw = getter()
-        if raw is None:
-            return None, None
-        raw = dict(raw)
-    else:
-        if getattr(model, "optimizer", None) is None:
-            return None, None
-        raw = {"optimizer": model.optimizer, "loss": getattr(model, "loss", None),
-               "metrics": _metric_list(model)}
-        if getattr(model, "loss_weights", None) is not None:
-            raw["loss_weights"] = model.loss_weights
+    raw = model.get_compile_config()
+    if raw is None:
+        return None, None
     args = {}
     for key, value in raw.items():
         if key == "optimizer" and not isinstance(value, dict):
@@ -90,14 +78,6 @@ def _metric_data(metric):
         raise ValueError(f"the metric {metric!r:.60} cannot be stored: only a metric that "
                          f"its name gives back (\"mae\", \"accuracy\", ...) can")
     return name
-
-
-def _metric_list(model):
-    for attr in ("compiled_metrics", "metrics"):
-        value = getattr(model, attr, None)
-        if isinstance(value, (list, tuple, dict)):
-            return value
-    return None
 
 
 def restore_compile(model, config, state):
