@@ -478,3 +478,45 @@ def test_a_users_regularizer_cannot_go_to_a_keras_file(tmp_path):
                              crnn.Dense(2, kernel_regularizer=lambda w: crnn.ops.sum(w))])
     with pytest.raises(ValueError, match="built-in regularizers"):
         model.save(str(tmp_path / "f.keras"))
+
+
+class _UserCell(crnn.layers.Layer):
+    """A user's cell written with crnn.ops, its weights made by add_weight with a
+    regularizer and a constraint."""
+
+    def __init__(self, units, dtype="float64", name=None):
+        super().__init__(name=name, dtype=dtype)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.add_weight(name="kernel", shape=(input_shape[-1], self.units),
+                        regularizer=regularizers.L2(0.3))
+        self.add_weight(name="recurrent_kernel", shape=(self.units, self.units),
+                        initializer="orthogonal", constraint=constraints.UnitNorm())
+        self.built = True
+
+    def call(self, inputs, states, training=None):
+        h = crnn.ops.tanh(inputs @ self.params["kernel"]
+                          + states[0] @ self.params["recurrent_kernel"])
+        return h, [h]
+
+
+def test_a_users_cell_in_rnn_is_regularized_and_constrained(rng):
+    layer = crnn.RNN(_UserCell(3), dtype="float64")
+    x = rng.standard_normal((2, 4, 2))
+    layer(x)
+    kernel = layer.cell.params["kernel"]
+
+    def total():
+        return float(np.sum(layer(x))) + float(layer.losses[0])
+
+    with crnn.GradientTape() as tape:
+        loss = crnn.ops.sum(layer(x)) + layer.losses[0]
+    g = tape.gradient(loss, kernel)
+    assert_close(g, numeric_grad(total, kernel), np.float64, scale=10)
+    model = crnn.Sequential([crnn.Input((4, 2), dtype="float64"), layer])
+    model.compile(crnn.optimizers.SGD(0.5), "mse")
+    model.fit(x, rng.standard_normal((2, 3)) * 4, epochs=3, verbose=0)
+    r = layer.cell.params["recurrent_kernel"]
+    assert_close(np.sqrt((r ** 2).sum(axis=0)), np.ones(3), np.float64, scale=1e4)
