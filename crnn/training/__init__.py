@@ -24,7 +24,9 @@ ones plus ``val_*`` for the validation data.
 The package, bottom to top: :mod:`~crnn.training.data` (the arrays of a run, batches,
 truncated BPTT's windows), :mod:`~crnn.training.compile` (:class:`LossOp`, the losses and
 metrics per output), :mod:`~crnn.training.tbptt` (stateful layers and truncated BPTT),
-:mod:`~crnn.training.summary` (``model.summary()``) and :mod:`~crnn.training.trainer`
+:mod:`~crnn.training.summary` (``model.summary()``), :mod:`~crnn.training.distributed`
+(data-parallel ``fit`` and ``evaluate`` over the processes of :mod:`crnn.distributed`) and
+:mod:`~crnn.training.trainer`
 (:class:`Trainer`: ``fit``, ``evaluate``, ``predict``; a base of :class:`crnn.Model`, it
 imports nothing from :mod:`crnn.models`).
 """

@@ -344,7 +344,12 @@ class CompileMixin:
         it = iter(grads)
         self.optimizer.apply(built, [next(it) if id(w) in current else None
                                      for w in built])
-        apply_constraints(self, trainable)
+        self._constrain(trainable)
+
+    def _constrain(self, weights):
+        """The constraints of the updated ``weights``, applied in place after an update
+        (also after a data-parallel one: every rank holds the same weights)."""
+        apply_constraints(self, weights)
 
     def _update_state(self, state, batch, total, parts, preds, ys, sws):
         """Add a batch's numbers to the running means in ``state``; return the logs."""

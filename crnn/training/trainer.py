@@ -6,10 +6,11 @@ import numbers
 
 import numpy as np
 
-from crnn import cores, engine
+from crnn import cores, distributed, engine
 from crnn.callbacks import CallbackList
 from crnn.training.compile import CompileMixin
 from crnn.training.data import Data, time_steps
+from crnn.training.distributed import DataParallel, for_this_rank
 from crnn.training.summary import print_summary
 from crnn.training.tbptt import TBPTTMixin
 
@@ -76,11 +77,26 @@ class Trainer(CompileMixin, TBPTTMixin):
     the model that imports nothing above it): ``compile``, ``fit``, ``evaluate``,
     ``predict``, the ``*_on_batch`` methods and ``summary``."""
 
+    # The DataParallel of the fit or evaluate under way over several processes
+    # (crnn.distributed), else None: its steps average the gradients over the processes.
+    _parallel = None
+
     # -- one step ----------------------------------------------------------------------------
     def _train_step(self, batch, state):
+        if batch is None:               # data-parallel: this rank's shard has run out
+            logs = self._parallel.idle_step(state)
+            self._constrain(self.trainable_weights)
+            return logs
         with engine.GradientTape() as tape:
             y_pred = self(batch.x, training=True)
             total, parts, preds, ys, sws = self._losses_of(batch, y_pred)
+        if self._parallel is not None:   # data-parallel: gradients averaged over ranks
+            weights = self.trainable_weights
+            grads = tape.gradient(total, weights)
+            logs = self._parallel.train_step(state, batch, weights, grads, total, parts,
+                                             preds, ys, sws)
+            self._constrain(weights)
+            return logs
         self._apply_update(tape, total)   # gradients, optimizer, constraints
         return self._update_state(state, batch, total, parts, preds, ys, sws)
 
@@ -107,11 +123,13 @@ class Trainer(CompileMixin, TBPTTMixin):
         return self._reseed_layers(seed)
 
     def _reseed_layers(self, seed):
-        # Layers that draw random numbers keep a numpy Generator in ``_rng``.
+        # Layers that draw random numbers keep a numpy Generator in ``_rng``. Processes
+        # training data-parallel each draw their own (shuffles, dropout masks).
+        rank = [distributed.rank()] if distributed.size() > 1 else []
         for i, layer in enumerate(self.layers_deep()):
             if isinstance(getattr(layer, "_rng", None), np.random.Generator):
-                layer._rng = np.random.default_rng([seed, 1, i])
-        return np.random.default_rng([seed, 0])
+                layer._rng = np.random.default_rng([seed, 1, i] + rank)
+        return np.random.default_rng([seed, 0] + rank)
 
     # -- fit ---------------------------------------------------------------------------------
     @cores.computing()
@@ -144,7 +162,8 @@ class Trainer(CompileMixin, TBPTTMixin):
         initial_epoch : int
             The epoch to start from (to resume a run).
         seed : int, optional
-            Seeds the shuffling and every layer's dropout masks, for a reproducible run.
+            Seeds the shuffling and every layer's dropout masks, for a reproducible run
+            (data-parallel: each process's own, from the seed and its rank).
         tbptt : int or (int, int), optional
             Truncated backpropagation through time, ``k`` or ``(k1, k2)`` (``k`` means
             ``k1 = k2 = k``; ``1 <= k1 <= k2``, ``k2`` a multiple of ``k1``). Each batch's
@@ -165,6 +184,13 @@ class Trainer(CompileMixin, TBPTTMixin):
         -------
         History
             ``history.history[name]`` lists each epoch's ``loss``, metrics and ``val_*``.
+
+        Notes
+        -----
+        After :func:`crnn.distributed.init` in a world of several processes, ``fit``
+        trains data-parallel (Horovod's semantics; see :mod:`crnn.training.distributed`):
+        ``x``, ``y`` are this process's shard, ``batch_size`` is per process, and the
+        loss and metrics in the logs are those of the global batch.
         """
         self._check_compiled("fit")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
@@ -205,10 +231,16 @@ class Trainer(CompileMixin, TBPTTMixin):
         if val is not None:
             self._check_stateful_batches(val.n, batch_size, "the validation data")
         rng = self._generators(seed)
-        steps = math.ceil(data.n / batch_size)
-        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                           epochs=epochs, steps=steps, samples=data.n, batch_size=batch_size,
-                           verbose=verbose)
+        steps, samples, shown_batch = math.ceil(data.n / batch_size), data.n, batch_size
+        parallel = self._parallel = DataParallel.active(self)
+        if parallel is not None:
+            parallel.start(data, val, batch_size, epochs, initial_epoch, tbptt)
+            steps, samples, shown_batch = parallel.steps, parallel.samples, parallel.batch_size
+            callbacks = for_this_rank(callbacks)
+        cbs = CallbackList(callbacks, add_history=True,
+                           add_progbar=verbose != 0 and distributed.rank() == 0, model=self,
+                           epochs=epochs, steps=steps, samples=samples,
+                           batch_size=shown_batch, verbose=verbose)
         self.stop_training = False
         cbs.on_train_begin()
         epoch_logs = {}
@@ -217,23 +249,30 @@ class Trainer(CompileMixin, TBPTTMixin):
             cbs.on_epoch_begin(epoch)
             order = rng.permutation(data.n) if shuffle else None
             logs = {}
-            for step, batch in data.batches(batch_size, order):
+            batches = (data.batches(batch_size, order) if parallel is None
+                       else parallel.batches(data, batch_size, order))
+            for step, batch in batches:
                 cbs.on_train_batch_begin(step)
                 if tbptt is None:
                     logs = self._train_step(batch, state)
                 else:
                     logs = self._tbptt_step(batch, state, *tbptt, carried)
                 cbs.on_train_batch_end(step, dict(logs))
+                if parallel is not None:
+                    self.stop_training = parallel.agree(self.stop_training)
                 if self.stop_training:
                     break
             epoch_logs = dict(logs)
-            if val is not None and val.n:
+            if val is not None and (val.n or parallel is not None):
                 val_logs = self._evaluate_data(val, batch_size, cbs)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
+            if parallel is not None:
+                self.stop_training = parallel.agree(self.stop_training)
             if self.stop_training:
                 break
         cbs.on_train_end(epoch_logs)
+        self._parallel = None
         self.history = cbs.history
         return cbs.history
 
@@ -246,6 +285,8 @@ class Trainer(CompileMixin, TBPTTMixin):
             cbs.on_test_batch_begin(step)
             logs = self._test_step(batch, state)
             cbs.on_test_batch_end(step, dict(logs))
+        if self._parallel is not None:   # the means over every rank's samples
+            logs = self._parallel.evaluation_logs(state)
         cbs.on_test_end(dict(logs))
         return logs
 
@@ -258,7 +299,9 @@ class Trainer(CompileMixin, TBPTTMixin):
         -------
         float, list or dict
             The loss alone when nothing else is compiled; else ``[loss, ...]`` in the
-            order of :attr:`metrics_names`; or a dict with ``return_dict``.
+            order of :attr:`metrics_names`; or a dict with ``return_dict``. In a world of
+            several processes (:mod:`crnn.distributed`) each evaluates its own ``x``, and
+            the results are over every process's samples.
         """
         self._check_compiled("evaluate")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
@@ -269,10 +312,12 @@ class Trainer(CompileMixin, TBPTTMixin):
         if data.n == 0:
             raise ValueError("expected at least one sample to evaluate, got 0")
         self._check_stateful_batches(data.n, batch_size, "x")
-        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                           steps=math.ceil(data.n / batch_size), samples=data.n,
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0 and distributed.rank() == 0,
+                           model=self, steps=math.ceil(data.n / batch_size), samples=data.n,
                            batch_size=batch_size, verbose=verbose)
+        self._parallel = DataParallel.active(self)
         logs = self._evaluate_data(data, batch_size, cbs)
+        self._parallel = None
         return self._result(logs, return_dict)
 
     def _result(self, logs, return_dict):
@@ -298,8 +343,8 @@ class Trainer(CompileMixin, TBPTTMixin):
         if data.n == 0:
             raise ValueError("expected at least one sample to predict, got 0")
         self._check_stateful_batches(data.n, batch_size, "x")
-        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self,
-                           steps=math.ceil(data.n / batch_size), samples=data.n,
+        cbs = CallbackList(callbacks, add_progbar=verbose != 0 and distributed.rank() == 0,
+                           model=self, steps=math.ceil(data.n / batch_size), samples=data.n,
                            batch_size=batch_size, verbose=verbose)
         cbs.on_predict_begin()
         pieces, structure = [], None
