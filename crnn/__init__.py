@@ -14,8 +14,8 @@ except ImportError:   # pragma: no cover - depends on how crnn was installed
         f"'pip install -e .' (or 'python setup.py build_ext --inplace'), or run from "
         f"another folder so that Python imports the installed crnn instead") from None
 
-from crnn import (callbacks, losses, metrics, ops, optimizers, reference, saving,
-                  streaming)
+from crnn import (callbacks, constraints, losses, metrics, ops, optimizers, reference,
+                  regularizers, saving, streaming)
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor, no_grad
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
@@ -31,7 +31,7 @@ from crnn._version import __version__
 __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
            "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",
            "Model", "RNN", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell",
-           "StackedRNNCells", "Tensor",
-           "TimeDistributed", "callbacks", "get_backend", "load_model", "losses", "metrics",
-           "generate", "get_num_threads", "interop", "no_grad", "ops", "optimizers", "reference",
+           "StackedRNNCells", "Tensor", "TimeDistributed", "callbacks", "constraints",
+           "get_backend", "load_model", "losses", "metrics", "generate", "get_num_threads",
+           "interop", "no_grad", "ops", "optimizers", "reference", "regularizers",
            "save_model", "saving", "set_backend", "set_num_threads", "streaming", "threads"]

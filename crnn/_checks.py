@@ -214,6 +214,10 @@ def converted(name, a, dtype, shape, layout=None, contiguous=True):
     state h of shape (2, 3), got (2, 4)".
     """
     want = f"{layout} = {shape}" if layout else f"{shape}"
+    kind = np.dtype(a.dtype).kind if hasattr(a, "dtype") else np.asarray(a).dtype.kind
+    if kind == "c":      # the cast would drop the imaginary part with a warning
+        raise ValueError(f"expected {name} of real numbers, got complex values (dtype "
+                         f"{a.dtype if hasattr(a, 'dtype') else 'complex'})")
     try:
         arr = (np.ascontiguousarray if contiguous else np.asarray)(a, dtype=dtype)
     except (TypeError, ValueError) as e:

@@ -350,7 +350,10 @@ class GradientTape:
                 raise ValueError(f"expected an output gradient of shape {t.shape}, got "
                                  f"{g.shape}")
             _accumulate(grads, id(t), g)
-        weight_grads = {}   # id(layer) -> (layer, {name: gradient})
+        # id(layer.params) -> (layer, params, {name: gradient}): keyed by the weights,
+        # so that two operations showing one dict (an RNN layer and its cell, a weight
+        # read onto the tape by crnn.regularizers) add into one gradient per weight
+        weight_grads = {}
         # arrays read directly by an op (a user's layer or cell computing with its weight
         # arrays through crnn.ops): id -> gradient; the records keep the arrays alive
         array_grads = {}
@@ -376,13 +379,15 @@ class GradientTape:
                     elif isinstance(a, np.ndarray):
                         _accumulate(array_grads, id(a), d)
                 if d_params:
-                    _, by_name = weight_grads.setdefault(id(layer), (layer, {}))
+                    params = layer.params   # held in the entry: its id stays its own
+                    _, _, by_name = weight_grads.setdefault(id(params),
+                                                            (layer, params, {}))
                     for name, d in d_params.items():
                         _accumulate(by_name, name, d)
         by_array = {}
-        for layer, by_name in weight_grads.values():
+        for layer, params, by_name in weight_grads.values():
             layer.grads.clear()  # in place: a wrapping layer may share the dict
-            for name, p in layer.params.items():
+            for name, p in params.items():
                 d = by_name.get(name)
                 layer.grads[name] = np.zeros_like(p) if d is None else d
                 by_array[id(p)] = layer.grads[name]
@@ -691,6 +696,8 @@ class Operation:
         new = {}
         for name, w in zip(names, weights):
             w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise ValueError(f"expected {name} of real numbers, got dtype {w.dtype}")
             if w.shape != self.params[name].shape:
                 raise ValueError(f"expected {name} of shape {self.params[name].shape}, got "
                                  f"{w.shape}")

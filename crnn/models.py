@@ -23,7 +23,8 @@ import numpy as np
 
 from crnn import engine, export as _export, saving, streaming
 from crnn.engine import Input, as_dtype
-from crnn.layers.base import Layer, accepts_mask, accepts_training, sublayers
+from crnn.layers.base import (Layer, accepts_mask, accepts_training, add_activity_losses,
+                              call_context, sublayers)
 from crnn.layers.recurrent import sequence_mask
 from crnn.training import Trainer, note_inputs
 
@@ -184,7 +185,10 @@ class Model(Trainer, Layer):
         try:
             if "training" in kwargs and not accepts_training(type(self).call):
                 kwargs = {k: v for k, v in kwargs.items() if k != "training"}
-            return self.call(*args, **kwargs)
+            with call_context(self):    # the outermost call clears the activity losses
+                outputs = self.call(*args, **kwargs)
+            add_activity_losses(self, outputs)
+            return outputs
         finally:
             _local.depth = depth
 
@@ -230,33 +234,43 @@ class Model(Trainer, Layer):
         """Every layer inside this model, nested ones included."""
         return sublayers(self)
 
-    @property
-    def trainable_weights(self):
+    def _collect(self, attr):
         out, seen = [], set()
         for layer in self.layers:
-            for w in layer.trainable_weights:
+            for w in getattr(layer, attr):
                 if id(w) not in seen:
                     seen.add(id(w))
                     out.append(w)
         return out
 
     @property
+    def trainable_weights(self):
+        """The weights ``fit`` updates: those of the layers that are ``trainable`` (none
+        when the model itself is frozen)."""
+        if not self.trainable:
+            return []
+        return self._collect("trainable_weights")
+
+    @property
     def weights(self):
-        return self.trainable_weights
+        """Every weight, layer by layer (Keras's order), frozen ones included."""
+        return self._collect("weights")
 
     def get_weights(self):
         """Copies of every weight, layer by layer (Keras's order)."""
-        return [w.copy() for w in self.trainable_weights]
+        return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
         """Set every weight from a list in the order of :meth:`get_weights`."""
-        current = self.trainable_weights
+        current = self.weights
         weights = list(weights)
         if len(weights) != len(current):
             raise ValueError(f"expected {len(current)} weight arrays, got {len(weights)}")
         new = []
         for i, (w, cur) in enumerate(zip(weights, current)):
             w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise ValueError(f"expected weight {i} of real numbers, got dtype {w.dtype}")
             if w.shape != cur.shape:
                 raise ValueError(f"expected weight {i} of shape {cur.shape}, got {w.shape}")
             new.append(np.asarray(w, dtype=cur.dtype))
@@ -269,12 +283,12 @@ class Model(Trainer, Layer):
         for layer in self.layers:
             if isinstance(layer, Model):
                 out.extend(layer.get_gradients())
-            elif layer.trainable_weights:
+            elif layer.weights:
                 out.extend(layer.get_gradients())
         return out
 
     def count_params(self):
-        return int(sum(w.size for w in self.trainable_weights))
+        return int(sum(w.size for w in self.weights))
 
     # -- saving (crnn.saving) --------------------------------------------------------
     def save(self, path, include_optimizer=True, compressed=False):

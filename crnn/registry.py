@@ -6,11 +6,16 @@ defined: layers and ops (kind ``"layer"``: every crnn subclass of
 learning-rate schedules (``"schedule"``). Each is written as ``{"class_name": ...,
 "config": ...}`` (:func:`serialize`) and read back by looking its name up here, so that
 nothing a file names is imported. Only crnn's own classes register: a user's class of the
-same name must not replace one of them (theirs come back through ``custom_objects``).
+same name must not replace one of them (theirs come back through ``custom_objects``, or
+by the name :func:`register_serializable` gives them, ``"package>Name"``, written in the
+file as ``registered_name`` beside ``class_name``, as Keras does).
 This module imports nothing from crnn: everything above registers into it.
 """
+import threading
 
-__all__ = ["is_crnn_class", "lookup", "names", "register", "serializable", "serialize"]
+__all__ = ["custom_object_scope", "current_custom_objects", "is_crnn_class", "lookup",
+           "lookup_user", "names", "register", "register_serializable", "registered_name",
+           "resolve", "serializable", "serialize"]
 
 
 def is_crnn_class(cls):
@@ -49,5 +54,97 @@ def names(kind="layer"):
 
 def serialize(obj):
     """``{"class_name": ..., "config": ...}``: how every registered kind is written
-    (``type(obj).from_config(config)`` rebuilds it)."""
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+    (``type(obj).from_config(config)`` rebuilds it); a class registered by the user adds
+    its ``registered_name``."""
+    data = {"class_name": type(obj).__name__, "config": obj.get_config()}
+    name = registered_name(type(obj))
+    if name is not None:
+        data["registered_name"] = name
+    return data
+
+
+# -- the user's classes -------------------------------------------------------------------
+_user = {}   # "package>Name" -> class
+
+
+def register_serializable(package="Custom", name=None):
+    """A class decorator (Keras's ``register_keras_serializable``): the class can be
+    saved and loaded by the name ``"package>name"`` (``name`` defaults to the class
+    name) without ``custom_objects``. The class must have ``get_config`` (and a
+    ``from_config``, inherited from crnn's bases)."""
+    if not isinstance(package, str) or not package or ">" in package:
+        raise ValueError(f"expected package to be a non-empty string without '>', got "
+                         f"{package!r}")
+    if name is not None and (not isinstance(name, str) or not name or ">" in name):
+        raise ValueError(f"expected name to be None or a non-empty string without '>', "
+                         f"got {name!r}")
+
+    def decorate(cls):
+        if not isinstance(cls, type):
+            raise ValueError(f"expected a class to register, got {cls!r:.60}")
+        if not callable(getattr(cls, "get_config", None)):
+            raise ValueError(f"expected {cls.__name__} to have get_config to be "
+                             f"serializable, got a class without it")
+        key = f"{package}>{name or cls.__name__}"
+        _user[key] = cls
+        cls._registered_name = key     # set on this class only (read from __dict__)
+        return cls
+    return decorate
+
+
+def registered_name(cls):
+    """The ``"package>Name"`` the user registered ``cls`` under, or None."""
+    return cls.__dict__.get("_registered_name") if isinstance(cls, type) else None
+
+
+def lookup_user(key):
+    """The user's class registered as ``key`` (``"package>Name"``), or None."""
+    return _user.get(key) if isinstance(key, str) else None
+
+
+# -- custom objects passed to a load ------------------------------------------------------
+_local = threading.local()
+
+
+class custom_object_scope:
+    """``with custom_object_scope({"Name": cls}):`` makes the user's classes visible to
+    every deserialization inside (Keras's ``CustomObjectScope``): what
+    :func:`crnn.load_model`'s ``custom_objects`` opens."""
+
+    def __init__(self, custom_objects):
+        if custom_objects is not None and not isinstance(custom_objects, dict):
+            raise ValueError(f"expected custom_objects to be a dict of name to class, got "
+                             f"{type(custom_objects).__name__}")
+        self.custom_objects = custom_objects
+
+    def __enter__(self):
+        _local.__dict__.setdefault("stack", []).append(self.custom_objects)
+        return self
+
+    def __exit__(self, *exc):
+        _local.stack.pop()
+        return False
+
+
+def current_custom_objects():
+    """The custom objects of every open :class:`custom_object_scope`, merged (None when
+    none)."""
+    merged = {}
+    for d in getattr(_local, "stack", []):
+        merged.update(d or {})
+    return merged or None
+
+
+def resolve(data, kind, custom_objects=None):
+    """The class ``{"class_name", "registered_name"?}`` names: from ``custom_objects``
+    (given, or of the open scopes) by class name, then crnn's own of that kind, then the
+    user's registered classes; None when none."""
+    name = data.get("class_name")
+    custom = dict(current_custom_objects() or {})
+    custom.update(custom_objects or {})
+    if isinstance(name, str) and name in custom:
+        return custom[name]
+    cls = lookup(name, kind) if isinstance(name, str) else None
+    if cls is not None:
+        return cls
+    return lookup_user(data.get("registered_name"))

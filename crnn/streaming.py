@@ -149,6 +149,9 @@ class _Op:
             layer = self.layer
             if not layer.built:
                 return layer(x)
+            x = np.asarray(x)
+            if x.dtype.kind == "c":
+                return layer(x)      # its own error message (no complex values)
             x = np.asarray(x, dtype=layer.dtype)
             if x.ndim < 1 or x.shape[-1] != layer.input_dim:
                 return layer(x)      # its own error message

@@ -159,8 +159,9 @@ def test_unsupported_layers_and_options_are_named(tmp_path):
     keras = require_keras()
     L = keras.layers
     cases = [
-        (keras.Sequential([keras.Input((None, 3)),
-                           L.LSTM(4, kernel_regularizer="l2")]), "kernel_regularizer"),
+        (keras.Sequential([keras.Input((None, 3)), L.LSTM(
+            4, kernel_regularizer=keras.regularizers.OrthogonalRegularizer())]),
+         "kernel_regularizer"),
         (keras.Sequential([keras.Input((None, 3)), L.Conv1D(2, 2)]), "Conv1D"),
         (keras.Sequential([keras.Input((None, 3)), L.LSTM(4, activation="elu")]),
          "activation='elu'"),

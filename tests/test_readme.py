@@ -81,3 +81,17 @@ def test_the_reduced_precision_streaming_example_runs():
     exec(compile(block_after("<!-- readme-example: streaming-precision -->"), "README.md",
                  "exec"), namespace)
     assert namespace["h_t"].shape == (1, 1024) and namespace["fast"].precision == "int8"
+
+
+def test_the_regularizers_example_runs(capsys):
+    import crnn
+    glove = np.random.default_rng(0).standard_normal((20000, 100)).astype(np.float32)
+    namespace = {"crnn": crnn, "glove": glove}
+    exec(compile(block_after("<!-- readme-example: regularizers -->"), "README.md", "exec"),
+         namespace)
+    out = capsys.readouterr().out
+    assert "Non-trainable params: 2,000,000" in out
+    model, emb = namespace["model"], namespace["emb"]
+    ids = np.random.default_rng(1).integers(1, 20000, size=(8, 6))
+    model.fit(ids, np.ones((8, 1)), verbose=0)
+    assert np.array_equal(emb.get_weights()[0], glove)

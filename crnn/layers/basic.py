@@ -12,8 +12,8 @@ casts a layer's inputs to its compute dtype.
 """
 import numpy as np
 
-from crnn import activations, backend, engine, initializers
-from crnn.layers.base import Layer, as_input
+from crnn import activations, backend, constraints, engine, initializers, regularizers
+from crnn.layers.base import Layer, as_input, check_real
 from crnn.layers.recurrent import check_rate, dropout_mask
 
 
@@ -49,6 +49,18 @@ class Embedding(Layer):
     seed : int, optional
         Seeds the initialiser.
     dtype : {"float32", "float64"}
+    embeddings_regularizer, activity_regularizer : optional
+        Penalties in ``losses`` (:mod:`crnn.regularizers`), on the table or on the
+        output.
+    embeddings_constraint : optional
+        A projection applied after each update (:mod:`crnn.constraints`).
+    weights : list of one array ``(V, E)``, optional
+        A pretrained table (GloVe, word2vec) to start from, as Keras's
+        ``Embedding(weights=[matrix])`` (one array alone is accepted too); its shape
+        must be ``(input_dim, output_dim)``. With ``trainable=False`` it stays as
+        given: ``fit`` leaves it alone.
+    trainable : bool
+        False freezes the table (see :attr:`crnn.layers.Layer.trainable`).
 
     Calling on ids of any shape ``S`` (an integer array, or a float array holding whole
     numbers, which Keras would cast) returns ``(*S, E)``. Ids are checked before any
@@ -59,7 +71,9 @@ class Embedding(Layer):
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 mask_zero=False, seed=None, dtype="float32", name=None):
+                 mask_zero=False, seed=None, dtype="float32", name=None, *,
+                 embeddings_regularizer=None, activity_regularizer=None,
+                 embeddings_constraint=None, weights=None, trainable=True):
         super().__init__(name=name, dtype=dtype)
         self.input_dim = check_positive_int("input_dim", input_dim)
         self.output_dim = check_positive_int("output_dim", output_dim)
@@ -68,19 +82,52 @@ class Embedding(Layer):
         self.mask_zero = bool(mask_zero)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
+        self.trainable = trainable
+        if weights is not None:
+            self._set_pretrained(weights)
+
+    def _set_pretrained(self, weights):
+        """Keras's ``weights=[matrix]``: the table is the given matrix (copied)."""
+        table = weights[0] if isinstance(weights, (list, tuple)) and len(weights) == 1 \
+            else weights
+        if isinstance(weights, (list, tuple)) and len(weights) != 1:
+            raise ValueError(f"expected weights=[matrix] (one array, the table of shape "
+                             f"({self.input_dim}, {self.output_dim})), got a list of "
+                             f"{len(weights)}")
+        try:
+            table = np.asarray(table)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"expected weights=[matrix] with a numeric matrix, got "
+                             f"{type(table).__name__}: {e}") from None
+        check_real("the embeddings table", table)
+        shape = (self.input_dim, self.output_dim)
+        if table.dtype.kind not in "biuf" or table.shape != shape:
+            raise ValueError(f"expected weights=[matrix] with a numeric matrix of shape "
+                             f"(input_dim, output_dim) = {shape}, got "
+                             f"{table.dtype} of shape {table.shape}")
+        if not np.isfinite(table).all():
+            raise ValueError("expected a finite embeddings table in weights=[matrix], got "
+                             "NaN or infinite values")
+        self.build()
+        self.params["embeddings"][...] = table
+
+    def get_config(self):
+        config = super().get_config()
+        del config["weights"]         # the table goes with the weights, not the config
+        return config
 
     def build(self, input_shape=None):
         """Create ``embeddings (V, E)``; the weights do not depend on the input shape."""
         if self.built:
             return
-        shape = (self.input_dim, self.output_dim)
-        w = _initializer(self.embeddings_initializer)(shape, self.dtype, self._rng)
-        w = np.ascontiguousarray(w, dtype=self.dtype)
-        if w.shape != shape:
-            raise ValueError(f"expected the initializer to return shape {shape}, got "
-                             f"{w.shape}")
         self.params.clear()
-        self.params["embeddings"] = w
+        self.add_weight(name="embeddings", shape=(self.input_dim, self.output_dim),
+                        initializer=_initializer(self.embeddings_initializer),
+                        regularizer=self.embeddings_regularizer,
+                        constraint=self.embeddings_constraint)
         self.built = True
 
     @property

@@ -8,7 +8,7 @@ over the last axis of ``x``, so ``(B, H)`` gives ``(B, units)`` and ``(B, T, H)`
 """
 import numpy as np
 
-from crnn import _blas, activations, engine, initializers
+from crnn import _blas, activations, constraints, engine, initializers, regularizers
 from crnn.layers.base import Layer, as_input
 
 
@@ -39,6 +39,11 @@ class Dense(Layer):
     seed : int, optional
         Seeds the initialiser.
     dtype : {"float32", "float64"}
+    kernel_regularizer, bias_regularizer, activity_regularizer : optional
+        Penalties in ``losses`` (:mod:`crnn.regularizers`: ``"l1"``, ``"l2"``,
+        ``L1L2(...)``, ...), on the weight or, for the activity, on the output.
+    kernel_constraint, bias_constraint : optional
+        Projections applied after each update (:mod:`crnn.constraints`).
 
     Weights ``[kernel (D, units), bias (units,)]``, Keras's layout.
     """
@@ -48,7 +53,9 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", seed=None,
-                 dtype="float32", name=None):
+                 dtype="float32", name=None, *, kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None):
         super().__init__(name=name, dtype=dtype)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"expected units to be a positive int, got {units!r}")
@@ -62,6 +69,11 @@ class Dense(Layer):
             initializers.get(init)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape):
         D = input_shape[-1]
@@ -70,13 +82,15 @@ class Dense(Layer):
                              f"{tuple(input_shape)}")
         D = int(D)
         self.params.clear()
-        self.params["kernel"] = np.ascontiguousarray(
-            initializers.get(self.kernel_initializer)((D, self.units), self.dtype, self._rng),
-            dtype=self.dtype)
+        self.add_weight(name="kernel", shape=(D, self.units),
+                        initializer=self.kernel_initializer,
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
         if self.use_bias:
-            self.params["bias"] = np.ascontiguousarray(
-                initializers.get(self.bias_initializer)((self.units,), self.dtype,
-                                                        self._rng), dtype=self.dtype)
+            self.add_weight(name="bias", shape=(self.units,),
+                            initializer=self.bias_initializer,
+                            regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
         self.input_dim = D
         self.built = True
 

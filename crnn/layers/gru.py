@@ -17,7 +17,7 @@ PyTorch's ``nn.GRU`` orders its gates r, z, n and stores the transposes:
 """
 import numpy as np
 
-from crnn import activations
+from crnn import activations, regularizers
 from crnn.layers.recurrent import RNN, RNNCell
 
 
@@ -47,10 +47,14 @@ class GRUCell(RNNCell):
                  use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  dropout=0.0, recurrent_dropout=0.0, reset_after=True, seed=None,
-                 dtype="float32", backend="auto", name=None):
+                 dtype="float32", backend="auto", name=None, *, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None):
         super().__init__(name=name, dtype=dtype)
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, dropout, recurrent_dropout, seed, backend)
+                    bias_initializer, dropout, recurrent_dropout, seed, backend,
+                    kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                    kernel_constraint, recurrent_constraint, bias_constraint)
         self.recurrent_activation = activations.check(recurrent_activation)
         self.reset_after = bool(reset_after)
 
@@ -96,15 +100,23 @@ class GRU(RNN):
                  dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
                  return_state=False, go_backwards=False, reset_after=True, seed=None,
                  stateful=False, unroll=False, zero_output_for_mask=False,
-                 dtype="float32", backend="auto", name=None):
+                 dtype="float32", backend="auto", name=None, *,
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None):
         cell = GRUCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             dropout=dropout, recurrent_dropout=recurrent_dropout, reset_after=reset_after,
-            seed=seed, dtype=dtype, backend=backend)
+            seed=seed, dtype=dtype, backend=backend,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint)
         super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
                          unroll, zero_output_for_mask, name=name, dtype=dtype)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
 
 
 def _torch_order(H):

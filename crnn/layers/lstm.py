@@ -14,7 +14,7 @@ bias_hh_l0 = bias``).
 """
 import numpy as np
 
-from crnn import activations, initializers
+from crnn import activations, initializers, regularizers
 from crnn.layers.recurrent import RNN, RNNCell
 
 
@@ -48,10 +48,14 @@ class LSTMCell(RNNCell):
                  use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0, seed=None,
-                 dtype="float32", backend="auto", name=None):
+                 dtype="float32", backend="auto", name=None, *, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None):
         super().__init__(name=name, dtype=dtype)
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, dropout, recurrent_dropout, seed, backend)
+                    bias_initializer, dropout, recurrent_dropout, seed, backend,
+                    kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                    kernel_constraint, recurrent_constraint, bias_constraint)
         self.recurrent_activation = activations.check(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
 
@@ -104,12 +108,20 @@ class LSTM(RNN):
                  unit_forget_bias=True, return_sequences=False, return_state=False,
                  go_backwards=False, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  stateful=False, unroll=False, zero_output_for_mask=False,
-                 dtype="float32", backend="auto", name=None):
+                 dtype="float32", backend="auto", name=None, *,
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None):
         cell = LSTMCell(
             units, activation=activation, recurrent_activation=recurrent_activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             unit_forget_bias=unit_forget_bias, dropout=dropout,
-            recurrent_dropout=recurrent_dropout, seed=seed, dtype=dtype, backend=backend)
+            recurrent_dropout=recurrent_dropout, seed=seed, dtype=dtype, backend=backend,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint)
         super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
                          unroll, zero_output_for_mask, name=name, dtype=dtype)
+        self.activity_regularizer = regularizers.get(activity_regularizer)

@@ -9,7 +9,8 @@ three, as in Keras, where ``keras.layers.RNN`` runs any cell.
 """
 import numpy as np
 
-from crnn import _checks, activations, backend as _backend, engine, initializers
+from crnn import (_checks, activations, backend as _backend, constraints, engine,
+                  initializers, regularizers)
 from crnn.engine import as_dtype
 from crnn.layers.base import Layer, accepts_training, as_input
 from crnn.layers.cells import (StackedRNNCells, check_cell, initial_states, output_size,
@@ -103,7 +104,9 @@ class RNNCell(Layer):
 
     def _setup(self, units, activation, use_bias, kernel_initializer,
                recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
-               backend):
+               backend, kernel_regularizer=None, recurrent_regularizer=None,
+               bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+               bias_constraint=None):
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"expected units to be a positive int, got {units!r}")
         self.units = int(units)
@@ -121,6 +124,12 @@ class RNNCell(Layer):
         self._rng = np.random.default_rng(seed)
         self._dropout_mask = None
         self._recurrent_dropout_mask = None
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     @property
     def state_size(self):
@@ -144,17 +153,18 @@ class RNNCell(Layer):
         if D < 1:
             raise ValueError(f"expected at least one input feature, got input shape "
                              f"{tuple(input_shape)}")
-        rng, dtype = self._rng, self.dtype
-        params = {
-            "kernel": initializers.get(self.kernel_initializer)((D, GH), dtype, rng),
-            "recurrent_kernel": initializers.get(self.recurrent_initializer)(
-                (self.units, GH), dtype, rng),
-        }
-        if self.use_bias:
-            params["bias"] = self.init_bias(self.bias_shape(), dtype, rng)
         self.params.clear()  # updated in place: a wrapping layer shares this dict
-        for name, w in params.items():
-            self.params[name] = np.ascontiguousarray(w, dtype=dtype)
+        self.add_weight(name="kernel", shape=(D, GH), initializer=self.kernel_initializer,
+                        regularizer=self.kernel_regularizer,
+                        constraint=self.kernel_constraint)
+        self.add_weight(name="recurrent_kernel", shape=(self.units, GH),
+                        initializer=self.recurrent_initializer,
+                        regularizer=self.recurrent_regularizer,
+                        constraint=self.recurrent_constraint)
+        if self.use_bias:
+            self.add_weight(name="bias", shape=self.bias_shape(), initializer=self.init_bias,
+                            regularizer=self.bias_regularizer,
+                            constraint=self.bias_constraint)
         self.input_dim = D
         self.built = True
 

@@ -7,6 +7,7 @@ Weights are stored in Keras's layout and order, ``kernel (D, H)``, ``recurrent_k
 unchanged. The arithmetic runs in the kernels of the selected backend (see
 :mod:`crnn.backend`): the Cython loop by default, the NumPy reference on request.
 """
+from crnn import regularizers
 from crnn.layers.recurrent import RNN, RNNCell
 
 
@@ -42,10 +43,14 @@ class SimpleRNNCell(RNNCell):
     def __init__(self, units, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0, seed=None,
-                 dtype="float32", backend="auto", name=None):
+                 dtype="float32", backend="auto", name=None, *, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None):
         super().__init__(name=name, dtype=dtype)
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, dropout, recurrent_dropout, seed, backend)
+                    bias_initializer, dropout, recurrent_dropout, seed, backend,
+                    kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                    kernel_constraint, recurrent_constraint, bias_constraint)
 
     def run(self, x, states, h_mask, mask=None):
         hs = self.kernels().simple_rnn_forward(x, states[0], self.kernel,
@@ -99,12 +104,20 @@ class SimpleRNN(RNN):
                  recurrent_dropout=0.0, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", seed=None,
                  stateful=False, unroll=False, zero_output_for_mask=False,
-                 dtype="float32", backend="auto", name=None):
+                 dtype="float32", backend="auto", name=None, *,
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None):
         cell = SimpleRNNCell(
             units, activation=activation, use_bias=use_bias,
             kernel_initializer=kernel_initializer,
             recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
             dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed, dtype=dtype,
-            backend=backend)
+            backend=backend,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint)
         super().__init__(cell, return_sequences, return_state, go_backwards, stateful,
                          unroll, zero_output_for_mask, name=name, dtype=dtype)
+        self.activity_regularizer = regularizers.get(activity_regularizer)

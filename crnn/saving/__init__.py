@@ -34,9 +34,19 @@ The architecture, as JSON:
   topological order, each ``{"layer": <index>, "args", "kwargs"}`` where a tensor is a
   reference, ``{"__tensor__": [node, output]}`` or ``{"__input__": i}``; its inputs
   (shape, dtype, name) and the structure of its inputs and outputs;
-* a **subclassed** model (its own ``call``) cannot be rebuilt from JSON: save its weights
-  with :func:`save_weights`, rebuild it in code, call it on a batch and
-  :func:`load_weights`.
+* a **subclassed** model (its own ``call``): saved when its class is registered with
+  :func:`register_serializable` (Keras's ``register_keras_serializable``) and has
+  ``get_config``: its class name and registered name (``"package>Name"``), its config,
+  and the shapes of the inputs of its last call (``build_input``), on which zeros build
+  its weights again at load time. The class is found by its registered name or in
+  ``load_model``'s ``custom_objects``, never imported; an unregistered one raises
+  ``ValueError`` at save time (save its weights with :func:`save_weights` instead).
+
+Loading checks before it trusts: the weight shapes the architecture gives are computed
+without allocating them and compared with the shapes the file's members declare; only
+the members the header lists are read, each after its declared shape and size were
+checked (a small file cannot make a load decompress or allocate more than the model it
+describes holds).
 
 Values JSON lacks are written as one-key objects: a tuple ``{"__tuple__": [...]}``, a slice
 ``{"__slice__": [start, stop, step]}``, ``...`` ``{"__ellipsis__": null}``, a dtype
@@ -53,8 +63,12 @@ as JSON), :mod:`~crnn.saving.compile` (the compile configuration and optimizer s
 ``save_weights``/``load_weights``). It imports nothing from :mod:`crnn.models`: a model's
 ``save`` calls it.
 """
+from crnn.registry import custom_object_scope, register_serializable
 from crnn.saving.architecture import from_model_config, get_model_config, model_from_config
 from crnn.saving.files import load_model, load_weights, save_model, save_weights
 
-__all__ = ["from_model_config", "get_model_config", "load_model", "load_weights",
-           "model_from_config", "save_model", "save_weights"]
+register_keras_serializable = register_serializable   # Keras's name
+
+__all__ = ["custom_object_scope", "from_model_config", "get_model_config", "load_model",
+           "load_weights", "model_from_config", "register_keras_serializable",
+           "register_serializable", "save_model", "save_weights"]

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from crnn import engine, registry
-from crnn.layers.base import Layer, architecture, serialize_layer
+from crnn.layers.base import Layer, architecture, serialize_layer, shapes_only
 from crnn.saving import codec
 from crnn.saving.codec import check, one_line
 from crnn.saving.weights import named_weights, walk
@@ -16,7 +16,7 @@ from crnn.saving.weights import named_weights, walk
 __all__ = ["build_model", "current_custom_objects", "custom_scope", "decode",
            "deserialize", "encode", "from_model_config", "get_model_config",
            "model_from_config", "model_kind", "resolve_class", "serialize",
-           "subclassed_error"]
+           "subclassed_error", "subclassed_model_config", "weight_shapes"]
 
 _local = threading.local()
 
@@ -33,10 +33,12 @@ def decode(value, ref=None, custom_objects=None):
 
 
 # -- layers by class name -----------------------------------------------------------------
-def resolve_class(name, custom_objects):
-    """The class a file names: from ``custom_objects``, else one of crnn's own layers
-    (never a class found by importing what the file names, and never a user's class the
-    caller did not pass)."""
+def resolve_class(name, custom_objects, registered_name=None):
+    """The class a file names: from ``custom_objects`` (by class name), else one of
+    crnn's own layers, else a class the user registered with
+    :func:`crnn.saving.register_serializable` under ``registered_name`` (never a class
+    found by importing what the file names, and never a user's class neither passed nor
+    registered)."""
     if not isinstance(name, str):
         raise ValueError(f"expected a class name (a string), got {name!r:.60}")
     if custom_objects and name in custom_objects:
@@ -48,12 +50,25 @@ def resolve_class(name, custom_objects):
     cls = registry.lookup(name)
     if cls is not None:
         return cls
-    raise ValueError(f"unknown layer class {name!r}: it is neither a crnn layer nor in "
-                     f"custom_objects")
+    cls = registry.lookup_user(registered_name)
+    if isinstance(cls, type) and issubclass(cls, Layer):
+        return cls
+    raise ValueError(f"unknown layer class {name!r}: it is neither a crnn layer, nor in "
+                     f"custom_objects, nor registered with "
+                     f"crnn.saving.register_serializable"
+                     + (f" (as {registered_name!r})" if registered_name else ""))
+
+
+def _with_registered_name(data, cls):
+    name = registry.registered_name(cls)
+    if name is not None:
+        data["registered_name"] = name
+    return data
 
 
 def serialize(layer):
-    """``{"class_name", "config"}`` of any layer with its config encoded as JSON data."""
+    """``{"class_name", "config"}`` of any layer with its config encoded as JSON data
+    (and ``registered_name`` for a class the user registered)."""
     if architecture(layer) is not None:
         return get_model_config(layer)
     try:
@@ -62,42 +77,36 @@ def serialize(layer):
         raise ValueError(f"cannot save layer {layer.name!r} ({type(layer).__name__}): its "
                          f"get_config failed: {one_line(e)}") from e
     where = f"layer {layer.name!r} ({type(layer).__name__}) config"
-    return {"class_name": data["class_name"], "config": encode(data["config"], where)}
+    out = {"class_name": data["class_name"], "config": encode(data["config"], where)}
+    if getattr(layer, "trainable", True) is False:
+        out["trainable"] = False     # also for a layer whose get_config does not say it
+    return _with_registered_name(out, type(layer))
 
 
 def deserialize(data, custom_objects):
     check(isinstance(data, dict) and isinstance(data.get("class_name"), str)
           and isinstance(data.get("config", {}), dict),
           "a layer as {'class_name': ..., 'config': {...}}", data)
-    cls = resolve_class(data["class_name"], custom_objects)
+    cls = resolve_class(data["class_name"], custom_objects, data.get("registered_name"))
     if isinstance(cls, type) and architecture(cls) is not None:
-        return build_model(cls, data.get("config", {}), custom_objects)[0]
+        return build_model(cls, data.get("config", {}), custom_objects,
+                           data.get("build_input"))[0]
     config = decode(data.get("config", {}), None, custom_objects)
     with custom_scope(custom_objects):  # for wrappers that deserialize their inner layer
-        return cls.from_config(config)
+        layer = cls.from_config(config)
+    if data.get("trainable") is False and isinstance(layer, Layer):
+        layer.trainable = False
+    return layer
 
 
-class custom_scope:
-    """``custom_objects`` visible to :meth:`crnn.Model.from_config` when a wrapper's
-    ``from_config`` rebuilds a model inside it."""
-
-    def __init__(self, custom_objects):
-        self.custom_objects = custom_objects
-
-    def __enter__(self):
-        stack = _local.__dict__.setdefault("custom", [])
-        stack.append(self.custom_objects)
-
-    def __exit__(self, *exc):
-        _local.custom.pop()
-        return False
+class custom_scope(registry.custom_object_scope):
+    """``custom_objects`` visible to every deserialization inside (a wrapper's
+    ``from_config`` rebuilding a model, a layer's regularizer or constraint from its
+    config): :class:`crnn.registry.custom_object_scope`."""
 
 
 def current_custom_objects():
-    merged = {}
-    for d in getattr(_local, "custom", []):
-        merged.update(d or {})
-    return merged or None
+    return registry.current_custom_objects()
 
 
 # -- model architectures ------------------------------------------------------------------
@@ -129,6 +138,106 @@ def _placeholder(spec):
     shape = spec["shape"]
     return engine.Input(tuple(shape[1:]), dtype=spec["dtype"], name=spec.get("name"),
                         batch_size=shape[0])
+
+
+# -- subclassed models: a registered class, its get_config and the inputs that build it -----
+INPUT_ELEMENTS_LIMIT = 1 << 24   # elements of one stand-in input that builds a loaded model
+_INPUT_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
+                 "uint8", "uint16", "uint32", "uint64", "bool")
+
+
+def _encode_inputs(spec, where):
+    """The shapes of the inputs of a model's last call (as :mod:`crnn.training.summary`
+    keeps them) without the batch axis: ``{"shape", "dtype"}`` per array."""
+    if isinstance(spec, tuple) and len(spec) == 3 and spec[0] == "array":
+        return {"shape": [int(d) for d in spec[1][1:]], "dtype": np.dtype(spec[2]).name}
+    if isinstance(spec, (list, tuple)):
+        return [_encode_inputs(s, f"{where}[{i}]") for i, s in enumerate(spec)]
+    raise ValueError(f"cannot save {where}: a model called on {type(spec).__name__} "
+                     f"(only arrays, or lists of them, can be stood in for)")
+
+
+def _decode_inputs(data, symbolic=False):
+    """Stand-ins for :func:`_encode_inputs`'s shapes, batch 1: zeros, or placeholders
+    with ``symbolic``."""
+    if isinstance(data, dict):
+        shape, dtype = data.get("shape"), data.get("dtype")
+        check(isinstance(shape, list)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                      for d in shape) and dtype in _INPUT_DTYPES,
+              "an input as {'shape': [ints >= 0], 'dtype': a numeric dtype}", data)
+        size = int(np.prod(shape, dtype=object))
+        check(size <= INPUT_ELEMENTS_LIMIT,
+              f"an input of at most {INPUT_ELEMENTS_LIMIT:,} elements per sample", shape)
+        if symbolic:
+            return engine.Input(tuple(shape), dtype=dtype)
+        return np.zeros((1,) + tuple(shape), dtype=dtype)
+    check(isinstance(data, list), "the model's call arguments as a list", data)
+    return [_decode_inputs(d, symbolic) for d in data]
+
+
+def subclassed_model_config(model):
+    """A subclassed model as ``{"class_name", "registered_name", "config",
+    "build_input"}``: its registered class, its ``get_config`` and the shapes of its
+    last call's inputs (a call on zeros of those shapes builds its weights again)."""
+    cls = type(model)
+    name = registry.registered_name(cls)
+    if name is None:
+        raise ValueError(
+            f"cannot save the subclassed model {model.name!r} ({cls.__name__}): its class "
+            f"is not registered. Decorate it with @crnn.saving.register_serializable() and "
+            f"give it get_config() returning its constructor's arguments (loading then "
+            f"needs no custom_objects), or save its weights with model.save_weights(path)")
+    try:
+        config = model.get_config()
+    except Exception as e:
+        raise ValueError(f"cannot save the subclassed model {model.name!r} "
+                         f"({cls.__name__}): its get_config failed ({type(e).__name__}: "
+                         f"{one_line(e)}); define get_config() returning the arguments of "
+                         f"its constructor") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"expected {cls.__name__}.get_config() to return a dict, got "
+                         f"{type(config).__name__}")
+    seen = getattr(model, "_input_spec_seen", None)
+    if seen is None and named_weights(model.layers):
+        raise ValueError(f"cannot save the subclassed model {model.name!r}: it has never "
+                         f"been called, so the input shapes that build its weights are "
+                         f"unknown; call it on a batch (or fit it) first")
+    where = f"model {model.name!r} ({cls.__name__}) config"
+    return {"class_name": cls.__name__, "registered_name": name,
+            "config": encode(config, where),
+            "build_input": None if seen is None else _encode_inputs(
+                list(seen[0]), f"the inputs of {model.name!r}")}
+
+
+def _subclassed_from_config(cls, data, custom_objects, build_input):
+    config = decode(data, None, custom_objects)
+    check(isinstance(config, dict), "a subclassed model's config as an object", config)
+    with custom_scope(custom_objects):
+        model = cls.from_config(config)
+    if architecture(model) != "subclassed":
+        raise ValueError(f"expected {cls.__name__}.from_config to return a subclassed "
+                         f"model, got {type(model).__name__}")
+    if build_input is not None:
+        if getattr(_local, "symbolic_build", False):
+            # the weight shapes only (crnn.layers.base.shapes_only): layers called on
+            # placeholders build their weights; a call that runs only on arrays gives up
+            placeholders = _decode_inputs(build_input, symbolic=True)
+            try:
+                model.call(*placeholders)
+            except Exception as e:   # noqa: BLE001 - the caller falls back to a real build
+                raise _NoSymbolicBuild(str(e)) from e
+        else:
+            with engine.no_grad():
+                model(*_decode_inputs(build_input))
+            for layer in model.layers_deep():   # a stateful layer forgets the stand-in
+                if getattr(layer, "stateful", False) is True:
+                    layer.reset_states()
+    return model, model.layers
+
+
+class _NoSymbolicBuild(Exception):
+    """A subclassed model whose call cannot run on placeholders."""
 
 
 def get_model_config(model):
@@ -254,6 +363,25 @@ def _functional_config(model):
             "output_structure": encode(model.outputs, "outputs", ref)}
 
 
+def weight_shapes(data, custom_objects):
+    """``{weight name: shape}`` of the model ``data`` (``{"class_name", "config", ...}``
+    as a file holds it) describes, computed without allocating a weight
+    (:func:`crnn.layers.base.shapes_only`); None for a subclassed model whose call
+    cannot run on placeholders (its weights are known only once a real call built
+    them)."""
+    cls = resolve_class(data.get("class_name"), custom_objects, data.get("registered_name"))
+    _local.symbolic_build = True
+    try:
+        with shapes_only():
+            _, layers = build_model(cls, data.get("config"), custom_objects,
+                                    data.get("build_input"))
+            return {n: w.shape for n, w in named_weights(layers).items()}
+    except _NoSymbolicBuild:
+        return None
+    finally:
+        _local.symbolic_build = False
+
+
 def model_from_config(data, custom_objects=None):
     """Rebuild a model from :func:`get_model_config`'s output (new weights).
 
@@ -272,11 +400,15 @@ def model_from_config(data, custom_objects=None):
     return build_model(cls, data["config"], custom_objects)[0]
 
 
-def build_model(cls, config, custom_objects):
+def build_model(cls, config, custom_objects, build_input=None):
     """``(model, layers)``: the model and its layers in the order of the config (the
-    order the weights are named by)."""
+    order the weights are named by). A subclassed model is built by calling it on
+    stand-ins shaped as ``build_input``."""
     if not (isinstance(cls, type) and architecture(cls) is not None):
         raise ValueError(f"expected a model class, got {cls!r:.60}")
+    if architecture(cls) == "subclassed" and not (isinstance(config, dict)
+                                                  and "nodes" in config):
+        return _subclassed_from_config(cls, config, custom_objects, build_input)
     check(isinstance(config, dict) and isinstance(config.get("layers"), list),
           "a model config with 'layers'", config)
     if "nodes" in config:

@@ -8,8 +8,9 @@ Reading never runs code and reads only what the configuration lists:
 * the configuration is JSON, read into crnn's own layers by class name (the table
   below); a ``Lambda`` layer, a class crnn lacks, a registered custom object or a config
   naming a module outside Keras raises ``ValueError`` before anything else is read; an
-  option crnn lacks (a regularizer, a constraint, ``time_major``, ...) raises naming the
-  layer, the option and what is supported;
+  option crnn lacks (``time_major``, a regularizer or constraint other than Keras's
+  ``L1``, ``L2``, ``L1L2``, ``MaxNorm``, ``NonNeg``, ``UnitNorm``, ``MinMaxNorm``, ...)
+  raises naming the layer, the option and what is supported;
 * the model is built from it, and each weight is read from the path the configuration
   gives it, after checking the dataset's declared shape and dtype against the weight
   crnn built (a zip member's declared size is checked against what the configuration
@@ -39,8 +40,10 @@ Functional          records (and the ops that compute them) are dropped: crnn's 
                     pass the same masks on themselves
 ==================  ===================================================================
 
-Every layer's initializers, ``seed``, ``trainable=True`` and dtype policy (float32 or
-float64) are accepted; a layer's ``zero_output_for_mask=False`` (Keras's default for
+Every layer's initializers, ``seed``, ``trainable`` (False freezes it, both ways) and
+dtype policy (float32 or float64) are accepted; Keras's built-in regularizers and
+constraints load as crnn's (:mod:`crnn.regularizers`, :mod:`crnn.constraints`) and are
+written back as Keras's; a layer's ``zero_output_for_mask=False`` (Keras's default for
 plain layers) loads only where crnn's layer takes that option or no mask can reach it.
 
 The compile state: the optimizer (``SGD``, ``Adam``, ``RMSprop``, ``Adagrad``, with their
@@ -62,7 +65,7 @@ import zipfile
 
 import numpy as np
 
-from crnn import losses, metrics as _metrics, optimizers, registry
+from crnn import constraints, losses, metrics as _metrics, optimizers, registry, regularizers
 from crnn._version import __version__
 from crnn.engine import Input, SymbolicTensor, flatten
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
@@ -156,6 +159,67 @@ _DEFAULTS = {"kernel_regularizer": None, "recurrent_regularizer": None,
              "cell": None}
 
 
+_REGULARIZER_KEYS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                     "activity_regularizer", "embeddings_regularizer")
+_CONSTRAINT_KEYS = ("kernel_constraint", "recurrent_constraint", "bias_constraint",
+                    "embeddings_constraint")
+
+
+def _penalties(config, where):
+    """``{option: crnn object}`` for the regularizers and constraints of a Keras layer
+    config (Keras's own classes only, never a module or a registered custom object)."""
+    out = {}
+    for keys, kind, module in ((_REGULARIZER_KEYS, "regularizer", regularizers),
+                               (_CONSTRAINT_KEYS, "constraint", constraints)):
+        for key in keys:
+            value = config.get(key)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                value = {"class_name": value, "config": {}}
+            ok = (isinstance(value, dict) and isinstance(value.get("class_name"), str)
+                  and value.get("module") in (None, f"keras.{kind}s")
+                  and value.get("registered_name") in (None, value["class_name"])
+                  and registry.lookup(value["class_name"], kind) is not None
+                  and isinstance(value.get("config", {}), dict))
+            if not ok:
+                raise ValueError(f"{where}: the option {key}={str(value)[:80]} is not "
+                                 f"supported; supported: Keras's "
+                                 f"{registry.names(kind)}")
+            cls = registry.lookup(value["class_name"], kind)
+            try:
+                out[key] = cls.from_config(dict(value.get("config", {})))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where}: the option {key}={str(value)[:80]}: "
+                                 f"{one_line(e)}") from None
+    return out
+
+
+def _keras_penalty(layer, key, value, kind):
+    """A crnn regularizer or constraint as Keras writes it; anything else raises."""
+    if value is None:
+        return None
+    if not registry.lookup(type(value).__name__, kind) is type(value):
+        raise ValueError(f"cannot save {layer.name!r} as a Keras file: its {key} "
+                         f"{value!r:.60} is not one of Keras's built-in {kind}s "
+                         f"{registry.names(kind)}")
+    return {"module": f"keras.{kind}s", "class_name": type(value).__name__,
+            "config": value.get_config(), "registered_name": None}
+
+
+def _with_penalties(layer, config):
+    """Add ``layer``'s regularizers, constraints and ``trainable`` to its Keras config."""
+    holders = [layer, getattr(layer, "cell", None)]
+    for keys, kind in ((_REGULARIZER_KEYS, "regularizer"), (_CONSTRAINT_KEYS, "constraint")):
+        for key in keys:
+            value = next((h.__dict__.get(key) for h in holders
+                          if h is not None and h.__dict__.get(key) is not None), None)
+            if value is not None:
+                config[key] = _keras_penalty(layer, key, value, kind)
+    config["trainable"] = bool(layer.trainable)
+    return config
+
+
 def _options(cls_name, config, known, where):
     """Check every option of a layer's config: known (returned), ignorable, or at its
     Keras default; anything else raises naming it."""
@@ -167,15 +231,13 @@ def _options(cls_name, config, known, where):
             continue
         elif key in _DEFAULTS and value == _DEFAULTS[key]:
             continue
-        elif key == "trainable" and value:
-            continue
+        elif key in _REGULARIZER_KEYS + _CONSTRAINT_KEYS and cls_name in (
+                "Dense", "Embedding", "SimpleRNN", "LSTM", "GRU"):
+            continue                                   # read by _penalties
         else:
             supported = sorted(known)
             raise ValueError(f"{where}: the option {key}={value!r} of {cls_name} is not "
                              f"supported; supported options: {supported}")
-    if config.get("trainable") is False:
-        raise ValueError(f"{where}: trainable=False is not supported (crnn trains every "
-                         f"layer)")
     return out
 
 
@@ -222,6 +284,19 @@ class _Reader:
         return name, config
 
     def layer(self, data, where, inner=False):
+        """The crnn layer of a Keras layer's ``{class_name, config}``, with its
+        regularizers and constraints (set before it is built) and ``trainable``."""
+        layer = self._layer(data, where, inner)
+        config = data.get("config") or {}
+        for key, value in _penalties(config, where).items():
+            holder = layer if key == "activity_regularizer" else getattr(
+                layer, "cell", layer)
+            setattr(holder, key, value)
+        if config.get("trainable") is False:
+            layer.trainable = False
+        return layer
+
+    def _layer(self, data, where, inner=False):
         name, config = self.check_class(data, where)
         where = f"{where} {name} {config.get('name', '')!r}".rstrip(" '")
         dtype = _dtype(config, where)
@@ -571,7 +646,7 @@ def _model_layers(model, paths):
     for layer in model.layers:
         if architecture(layer) is not None:
             out.extend(_model_layers(layer, paths))
-        elif layer.trainable_weights:
+        elif layer.weights:            # frozen ones too
             if layer.name not in paths:
                 raise ValueError(f"the layer {layer.name!r} has no place in the weights "
                                  f"file's layout")
@@ -1019,6 +1094,8 @@ def _keras_layer(layer):
     else:
         raise ValueError(f"cannot save {type(layer).__name__} {layer.name!r} as a Keras "
                          f"file: supported layers are {SUPPORTED[1:-2]}")
+    if architecture(layer) is None:
+        _with_penalties(layer, config)
     return {"module": "keras.layers", "class_name": name, "config": config,
             "registered_name": None}
 

@@ -6,7 +6,7 @@ import numpy as np
 from crnn.layers.base import Layer, architecture
 from crnn.saving.codec import check, decode, encode
 
-__all__ = ["WEIGHTS_PREFIX", "assign", "check_numeric", "named_weights", "restore_rngs",
+__all__ = ["WEIGHTS_PREFIX", "assign", "check_names", "check_numeric", "named_weights", "restore_rngs",
            "rng_states", "unbuilt_layers", "walk"]
 
 WEIGHTS_PREFIX = "layers/"
@@ -57,7 +57,7 @@ def named_weights(layers):
                 named[path + name] = w
     # a layer may hold weights its params and sublayers do not show
     for i, layer in enumerate(layers):
-        for k, w in enumerate(layer.trainable_weights):
+        for k, w in enumerate(layer.weights):
             if id(w) not in seen:
                 seen.add(id(w))
                 named[f"{WEIGHTS_PREFIX}{i}/weight_{k}"] = w
@@ -105,6 +105,16 @@ def check_numeric(name, a):
 def assign(model, targets, arrays, names, path):
     """Check every array against the model's weights by name and shape, then copy them in
     (all or nothing)."""
+    check_names(model, targets, arrays, names, path)
+    for n in names:
+        w = targets[n]
+        w[...] = arrays[n].astype(w.dtype, copy=False)
+
+
+def check_names(model, targets, arrays, names, path):
+    """Raise ``ValueError`` listing the weights missing from the file, those the model
+    lacks and those of another shape, unless ``arrays`` (anything with ``shape`` and
+    ``dtype``) match ``targets`` by name and shape."""
     missing = [n for n in targets if n not in names]
     extra = [n for n in names if n not in targets]
     differ = []
@@ -132,6 +142,3 @@ def assign(model, targets, arrays, names, path):
                 f"before load_weights)" if unbuilt else "")
         raise ValueError(f"expected the weights in {path!r} to match the model "
                          f"{model.name!r}; " + "; ".join(parts) + hint)
-    for n in names:
-        w = targets[n]
-        w[...] = arrays[n].astype(w.dtype, copy=False)

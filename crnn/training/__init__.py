@@ -5,8 +5,10 @@ One training step, for every kind of model::
     with GradientTape() as tape:
         y_pred = model(x, training=True)
         loss = sum_k w_k * LossOp(loss_k)([y_k, y_pred_k, sample_weight])   # per output k
+        loss = loss + sum(model.losses)        # weight and activity penalties
     grads = tape.gradient(loss, model.trainable_weights)
     model.optimizer.apply(model.trainable_weights, grads)
+    model.apply_constraints()                  # each constrained weight, projected
 
 Each loss function returns its value *and* ``d loss / d y_pred`` (see :mod:`crnn.losses`);
 :class:`LossOp` puts that pair on the tape as one primitive, so the tape's backward pass

@@ -13,6 +13,7 @@ import numpy as np
 
 from crnn import engine, losses as _losses, metrics as _metrics, optimizers as _optimizers
 from crnn.engine import Op
+from crnn.layers.base import apply_constraints
 from crnn.training.data import by_output
 
 __all__ = ["CompileMixin", "LossOp"]
@@ -121,6 +122,7 @@ class CompileMixin:
         self._compile_args = {"loss": resolved, "metrics": metrics,
                               "loss_weights": loss_weights}
         self._compiled = None           # per-output losses and metrics, made at first use
+        self._optimizer_weights = None  # the weights the optimizer is built for (first step)
         self.compiled = True
         n = self._known_output_count()
         if n is not None:
@@ -309,7 +311,45 @@ class CompileMixin:
             parts.append(value)
             term = value if c["weights"][k] == 1.0 else value * c["weights"][k]
             total = term if total is None else total + term
+        # Keras's compute_loss: the model's losses (weight penalties from the current
+        # weights, activity penalties of this call) join the total, on the tape
+        for extra in self.losses:
+            total = extra if total is None else total + extra
         return total, parts, preds, ys, sws
+
+    def _apply_update(self, tape, total):
+        """One optimizer update from the tape: the gradients of ``total`` for the
+        trainable weights (read now: ``layer.trainable`` set after ``compile`` counts, as
+        in Keras 3), then the constraints of the weights updated (Keras applies them
+        after ``optimizer.apply``). The optimizer keeps the weights it was first built
+        for; a frozen one gets no gradient (its slots stay as they are), and a weight
+        it was not built for (a layer unfrozen after the first update) needs a new
+        optimizer."""
+        trainable = self.trainable_weights
+        if not trainable:
+            return                                   # all frozen: nothing to update
+        built = getattr(self, "_optimizer_weights", None)
+        if built is None or not self.optimizer.built:
+            built = self._optimizer_weights = trainable
+        known = {id(w) for w in built}
+        new = [w for w in trainable if id(w) not in known]
+        if new:
+            raise ValueError(f"expected the trainable weights the optimizer was built for, "
+                             f"got {len(new)} more (a layer unfrozen after training "
+                             f"started): compile the model again with a new optimizer "
+                             f"(model.compile(optimizer=crnn.optimizers.Adam(...), ...)), "
+                             f"as Keras asks")
+        current = {id(w) for w in trainable}
+        grads = tape.gradient(total, [w for w in built if id(w) in current])
+        it = iter(grads)
+        self.optimizer.apply(built, [next(it) if id(w) in current else None
+                                     for w in built])
+        self._constrain(trainable)
+
+    def _constrain(self, weights):
+        """The constraints of the updated ``weights``, applied in place after an update
+        (also after a data-parallel one: every rank holds the same weights)."""
+        apply_constraints(self, weights)
 
     def _update_state(self, state, batch, total, parts, preds, ys, sws):
         """Add a batch's numbers to the running means in ``state``; return the logs."""

@@ -28,6 +28,10 @@ def _as_data(data, what, allow_dict=False):
 
 def _one_array(a, what):
     a = np.asarray(engine.value_of(a))
+    if a.dtype.kind == "c":    # casting would drop the imaginary part with a warning
+        raise ValueError(f"expected {what} of real numbers, got complex values (dtype "
+                         f"{a.dtype}); pass the real part or split real and imaginary "
+                         f"parts into features")
     if a.ndim == 0:
         raise ValueError(f"expected {what} to have a batch axis first, got a scalar")
     return a

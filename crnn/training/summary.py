@@ -53,6 +53,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None):
     if positions[-1] <= 1:
         positions = [int(line_length * p) for p in positions]
     total = model.count_params()
+    trainable = int(sum(w.size for w in model.trainable_weights))
     lines = [f'Model: "{model.name}"', "_" * line_length]
     lines += _table_row(header, positions)
     lines.append("=" * line_length)
@@ -62,14 +63,15 @@ def print_summary(model, line_length=None, positions=None, print_fn=None):
         lines += _table_row(row if connected else row[:3], positions)
     if rows:
         lines.append("=" * line_length)
-    lines += [f"Total params: {total:,}", f"Trainable params: {total:,}",
-              "Non-trainable params: 0", "_" * line_length]
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}", "_" * line_length]
     for line in lines:
         print_fn(line)
 
 
 def _params(layer):
-    return int(sum(w.size for w in layer.trainable_weights))
+    """A row's ``Param #``: every weight of the layer, frozen ones included (Keras's)."""
+    return int(sum(w.size for w in layer.weights))
 
 
 def _shape_text(tensors):

@@ -116,7 +116,6 @@ class TBPTTMixin:
         """One batch of truncated BPTT: one optimizer update per window of ``k1`` new
         steps, each reaching back ``k2`` steps (see :meth:`fit`). Returns the logs."""
         T = time_steps(batch)
-        weights = self.trainable_weights
         # the states at window boundaries: step -> one list of states (or None) per layer
         carried = {0: [layer._states if layer.stateful and not layer._tbptt else None
                        for layer in layers]}
@@ -143,8 +142,7 @@ class TBPTTMixin:
                                              f"{layer.name!r} called {calls} times (a shared "
                                              f"layer's states cannot be carried): train "
                                              f"with tbptt=None")
-                grads = tape.gradient(total, weights)
-                self.optimizer.apply(weights, grads)
+                self._apply_update(tape, total)
                 carried[e] = [layer._states for layer in layers]
                 for step in [k for k in carried if k < e - (k2 - k1)]:
                     del carried[step]

@@ -84,16 +84,20 @@ class Trainer(CompileMixin, TBPTTMixin):
     # -- one step ----------------------------------------------------------------------------
     def _train_step(self, batch, state):
         if batch is None:               # data-parallel: this rank's shard has run out
-            return self._parallel.idle_step(state)
+            logs = self._parallel.idle_step(state)
+            self._constrain(self.trainable_weights)
+            return logs
         with engine.GradientTape() as tape:
             y_pred = self(batch.x, training=True)
             total, parts, preds, ys, sws = self._losses_of(batch, y_pred)
-        weights = self.trainable_weights
-        grads = tape.gradient(total, weights)
-        if self._parallel is not None:
-            return self._parallel.train_step(state, batch, weights, grads, total, parts,
+        if self._parallel is not None:   # data-parallel: gradients averaged over ranks
+            weights = self.trainable_weights
+            grads = tape.gradient(total, weights)
+            logs = self._parallel.train_step(state, batch, weights, grads, total, parts,
                                              preds, ys, sws)
-        self.optimizer.apply(weights, grads)
+            self._constrain(weights)
+            return logs
+        self._apply_update(tape, total)   # gradients, optimizer, constraints
         return self._update_state(state, batch, total, parts, preds, ys, sws)
 
     def _test_step(self, batch, state):
