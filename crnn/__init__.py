@@ -15,7 +15,7 @@ except ImportError:   # pragma: no cover - depends on how crnn was installed
         f"another folder so that Python imports the installed crnn instead") from None
 
 from crnn import (callbacks, losses, metrics, ops, optimizers, reference, saving,
-                  streaming)
+                  streaming, utils)
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor, no_grad
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
@@ -33,5 +33,6 @@ __all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flat
            "Model", "RNN", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell",
            "StackedRNNCells", "Tensor",
            "TimeDistributed", "callbacks", "get_backend", "load_model", "losses", "metrics",
-           "generate", "get_num_threads", "interop", "no_grad", "ops", "optimizers", "reference",
-           "save_model", "saving", "set_backend", "set_num_threads", "streaming", "threads"]
+           "generate", "get_num_threads", "interop", "no_grad", "ops", "optimizers",
+           "reference", "save_model", "saving", "set_backend", "set_num_threads",
+           "streaming", "threads", "utils"]
