@@ -231,13 +231,19 @@ class History(Callback):
 
 class ProgbarLogger(Callback):
     """Prints ``Epoch i/n`` and a :class:`crnn.progress.Progbar` per epoch (added by
-    ``fit``, ``evaluate`` and ``predict`` when ``verbose`` is not 0)."""
+    ``fit``, ``evaluate`` and ``predict`` when ``verbose`` is not 0).
+
+    The bar counts samples when the run knows them (``params["samples"]``, arrays), and
+    steps otherwise (batches from a source): ``params["steps"]``, or, when that is None
+    (a generator), ``Unknown`` until the first epoch has counted them, as Keras does."""
 
     def __init__(self):
         super().__init__()
         self._bar = None
         self._seen = 0
         self._in_fit = False
+        self._by_step = False
+        self._counted_steps = None
 
     def _verbose(self):
         v = self.params.get("verbose", 1)
@@ -245,15 +251,26 @@ class ProgbarLogger(Callback):
 
     def _new_bar(self):
         self._seen = 0
-        self._bar = Progbar(self.params.get("samples", 0), verbose=self._verbose())
+        samples = self.params.get("samples", 0)
+        self._by_step = samples is None
+        if self._by_step:
+            steps = self.params.get("steps") or self._counted_steps
+            self._bar = Progbar(steps, verbose=self._verbose(), unit_name="step")
+        else:
+            self._bar = Progbar(samples, verbose=self._verbose())
 
     def _advance(self, batch, logs):
-        size = self.params.get("batch_size") or 1
-        self._seen = min((batch + 1) * size, self.params.get("samples", 0))
+        if self._by_step:
+            self._seen = batch + 1
+        else:
+            size = self.params.get("batch_size") or 1
+            self._seen = min((batch + 1) * size, self.params.get("samples", 0))
         if self._bar is not None:
             self._bar.update(self._seen, _numbers(logs), finalize=False)
 
     def _finish(self, logs):
+        if self._by_step and self._in_fit and not self.params.get("steps"):
+            self._counted_steps = self._seen    # the next epochs know their length
         if self._bar is not None:
             self._bar.update(self._seen, _numbers(logs), finalize=True)
             self._bar = None
