@@ -230,6 +230,28 @@ class Model(Trainer, Layer):
         """Every layer inside this model, nested ones included."""
         return sublayers(self)
 
+    def get_layer(self, name=None, index=None):
+        """One of :attr:`layers`, by ``name`` or by ``index`` (Keras's ``get_layer``;
+        give one of the two)."""
+        if name is not None and index is not None:
+            raise ValueError(f"expected a layer name or a layer index, not both, got "
+                             f"name={name!r}, index={index!r}")
+        layers = self.layers
+        if index is not None:
+            if (not isinstance(index, (int, np.integer)) or isinstance(index, bool)
+                    or not -len(layers) <= index < len(layers)):
+                raise ValueError(f"expected a layer index in [0, {len(layers)}) (the model "
+                                 f"{self.name!r} has {len(layers)} layers), got {index!r}")
+            return layers[index]
+        if name is not None:
+            for layer in layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"no layer named {name!r} in the model {self.name!r}; its "
+                             f"layers are {[layer.name for layer in layers]}")
+        raise ValueError("expected a layer name or a layer index for get_layer, got "
+                         "neither")
+
     @property
     def trainable_weights(self):
         out, seen = [], set()
@@ -305,6 +327,12 @@ class Model(Trainer, Layer):
         if self._architecture == "subclassed":
             return super().get_config()
         return saving.get_model_config(self)["config"]
+
+    def to_json(self, **kwargs):
+        """A Sequential's or functional model's architecture as JSON text (no weights):
+        see :func:`crnn.saving.model_to_json`; :func:`model_from_json` rebuilds it.
+        ``kwargs`` go to ``json.dumps``."""
+        return saving.model_to_json(self, **kwargs)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -386,4 +414,10 @@ class Sequential(Model):
         return self.call(inputs)
 
 
-__all__ = ["Input", "Model", "Sequential", "as_dtype"]
+def model_from_json(json_string, custom_objects=None):
+    """A model (with new weights) from :meth:`Model.to_json`'s text, read as data
+    (nothing in it is imported or run): see :func:`crnn.saving.model_from_json`."""
+    return saving.model_from_json(json_string, custom_objects)
+
+
+__all__ = ["Input", "Model", "Sequential", "as_dtype", "model_from_json"]

@@ -53,8 +53,10 @@ as JSON), :mod:`~crnn.saving.compile` (the compile configuration and optimizer s
 ``save_weights``/``load_weights``). It imports nothing from :mod:`crnn.models`: a model's
 ``save`` calls it.
 """
-from crnn.saving.architecture import from_model_config, get_model_config, model_from_config
+from crnn.saving.architecture import (from_model_config, get_model_config,
+                                     model_from_config, model_from_json, model_to_json)
 from crnn.saving.files import load_model, load_weights, save_model, save_weights
 
 __all__ = ["from_model_config", "get_model_config", "load_model", "load_weights",
-           "model_from_config", "save_model", "save_weights"]
+           "model_from_config", "model_from_json", "model_to_json", "save_model",
+           "save_weights"]

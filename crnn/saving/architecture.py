@@ -3,6 +3,7 @@
 Sequential or functional model as its layers, its inputs and its graph (see
 :mod:`crnn.saving`). Models are told apart by :func:`crnn.layers.base.architecture`, so
 that this module needs nothing from :mod:`crnn.models`, which calls it."""
+import json
 import threading
 
 import numpy as np
@@ -15,8 +16,8 @@ from crnn.saving.weights import named_weights, walk
 
 __all__ = ["build_model", "current_custom_objects", "custom_scope", "decode",
            "deserialize", "encode", "from_model_config", "get_model_config",
-           "model_from_config", "model_kind", "resolve_class", "serialize",
-           "subclassed_error"]
+           "model_from_config", "model_from_json", "model_kind", "model_to_json",
+           "resolve_class", "serialize", "subclassed_error"]
 
 _local = threading.local()
 
@@ -270,6 +271,43 @@ def model_from_config(data, custom_objects=None):
           "a model as {'class_name': ..., 'config': {...}}", data)
     cls = resolve_class(data["class_name"], custom_objects)
     return build_model(cls, data["config"], custom_objects)[0]
+
+
+def model_to_json(model, **kwargs):
+    """The architecture of a Sequential or functional model as JSON text
+    (``model.to_json()``, Keras's): :func:`get_model_config` written by
+    ``json.dumps(..., **kwargs)`` (``indent=2`` for a readable file). No weights."""
+    return json.dumps(get_model_config(model), allow_nan=False, **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A model (with new weights) from :func:`model_to_json`'s text
+    (``crnn.models.model_from_json``, Keras's).
+
+    The text is read as data: class names are looked up among crnn's layers and
+    ``custom_objects``, nothing is imported or evaluated (as :func:`crnn.load_model`).
+
+    Parameters
+    ----------
+    json_string : str or bytes
+    custom_objects : dict of str to class, optional
+        Classes the architecture names that are not crnn's own.
+    """
+    if isinstance(json_string, (bytes, bytearray)):
+        try:
+            json_string = json_string.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"expected JSON text (UTF-8), got undecodable bytes "
+                             f"({one_line(e)})") from None
+    if not isinstance(json_string, str):
+        raise ValueError(f"expected the JSON text of a model (a str), got "
+                         f"{type(json_string).__name__}")
+    try:
+        data = json.loads(json_string)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"expected the JSON text of a model, got text that is not valid "
+                         f"JSON ({one_line(e)})") from None
+    return model_from_config(data, custom_objects)
 
 
 def build_model(cls, config, custom_objects):
