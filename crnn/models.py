@@ -50,6 +50,16 @@ def call_layer(layer, args, kwargs, training, mask=None):
     return out, layer.compute_mask(args[0] if args else None, used)
 
 
+def _list_mask(first, masks):
+    """For a layer called on a list of tensors (a merge, an attention): their masks as a
+    list (None for one without), or None when none has one (Keras's convention)."""
+    if not isinstance(first, (list, tuple)):
+        return None
+    found = [masks.get(id(t)) if isinstance(t, engine.SymbolicTensor) else None
+             for t in first]
+    return found if any(m is not None for m in found) else None
+
+
 def _mask_list(mask, n):
     """A layer's output mask as one entry per output."""
     if isinstance(mask, (list, tuple)) and n > 1:
@@ -153,7 +163,7 @@ class Model(Trainer, Layer):
             kwargs = {k: engine.substitute(v, values) for k, v in node.kwargs.items()}
             first = node.args[0] if node.args else None
             in_mask = (masks.get(id(first)) if isinstance(first, engine.SymbolicTensor)
-                       else None)
+                       else _list_mask(first, masks))
             out, out_mask = call_layer(node.layer, args, kwargs, training, in_mask)
             leaves = engine.flatten(out)
             for sym, val, m in zip(node.outputs, leaves,

@@ -63,14 +63,39 @@ def serialize(layer):
         raise ValueError(f"cannot save layer {layer.name!r} ({type(layer).__name__}): its "
                          f"get_config failed: {one_line(e)}") from e
     where = f"layer {layer.name!r} ({type(layer).__name__}) config"
-    return {"class_name": data["class_name"], "config": encode(data["config"], where)}
+    out = {"class_name": data["class_name"], "config": encode(data["config"], where)}
+    if isinstance(layer, engine.Op) and registry.is_crnn_class(type(layer)):
+        out["module"] = _OPS      # an op (a + b in a graph), not the layer of that name
+    return out
+
+
+_OPS = "crnn.ops"
+
+
+def _op_class(data):
+    """The op class ``data`` names, or None for a layer. An op is written with
+    ``"module": "crnn.ops"``; files written before the merge layers shared names with
+    ops (``Add``, ``Concatenate``, ``Reshape``...) have no module, and an op's config,
+    unlike every crnn layer's, has no ``name``."""
+    name = data["class_name"]
+    op = registry.lookup(name, "op")
+    if data.get("module") == _OPS:
+        if op is None:
+            raise ValueError(f"unknown op class {name!r}: not among crnn's ops")
+        return op
+    if op is not None and (registry.lookup(name) is None
+                           or "name" not in data.get("config", {})):
+        return op
+    return None
 
 
 def deserialize(data, custom_objects):
     check(isinstance(data, dict) and isinstance(data.get("class_name"), str)
           and isinstance(data.get("config", {}), dict),
           "a layer as {'class_name': ..., 'config': {...}}", data)
-    cls = resolve_class(data["class_name"], custom_objects)
+    op = None if custom_objects and data["class_name"] in custom_objects \
+        else _op_class(data)
+    cls = op or resolve_class(data["class_name"], custom_objects)
     if isinstance(cls, type) and architecture(cls) is not None:
         return build_model(cls, data.get("config", {}), custom_objects)[0]
     config = decode(data.get("config", {}), None, custom_objects)
