@@ -5,20 +5,18 @@ import os
 
 import numpy as np
 import pytest
+from conftest import require
 
 import crnn
 from crnn.callbacks import CSVLogger, LearningRateScheduler, ReduceLROnPlateau
 
 
+os.environ.setdefault("KERAS_BACKEND", "torch")   # the referee runs on torch here
+
+
 def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception:   # noqa: BLE001 - any import failure means no referee
-        if os.environ.get("CRNN_REQUIRE_KERAS") == "1":
-            pytest.fail("CRNN_REQUIRE_KERAS=1 but keras cannot be imported")
-        pytest.skip("keras is not installed")
-    return keras
+    """Keras 3, the referee: skipped without it unless CRNN_REQUIRE_KERAS=1."""
+    return require("keras", "KERAS")
 
 
 def small_model(lr=0.1):

@@ -5,21 +5,19 @@ import os
 
 import numpy as np
 import pytest
+from conftest import require
 
 from crnn import utils
 from crnn.utils import (PyDataset, Sequence, pad_sequences, timeseries_dataset_from_array,
                         to_categorical)
 
 
+os.environ.setdefault("KERAS_BACKEND", "torch")   # the referee runs on torch here
+
+
 def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception:   # noqa: BLE001 - any import failure means no referee
-        if os.environ.get("CRNN_REQUIRE_KERAS") == "1":
-            pytest.fail("CRNN_REQUIRE_KERAS=1 but keras cannot be imported")
-        pytest.skip("keras is not installed")
-    return keras
+    """Keras 3, the referee: skipped without it unless CRNN_REQUIRE_KERAS=1."""
+    return require("keras", "KERAS")
 
 
 # -- pad_sequences ---------------------------------------------------------------------------
