@@ -15,12 +15,15 @@ except ImportError:   # pragma: no cover - depends on how crnn was installed
         f"another folder so that Python imports the installed crnn instead") from None
 
 from crnn import (callbacks, constraints, losses, metrics, ops, optimizers, reference,
-                  regularizers, saving, streaming)
+                  regularizers, saving, streaming, utils)
 from crnn.backend import get_backend, set_backend
 from crnn.engine import GradientTape, Tensor, no_grad
-from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
-                         Flatten, GRUCell, Layer, LSTMCell, Masking, RepeatVector, RNN,
-                         SimpleRNN, SimpleRNNCell, StackedRNNCells, TimeDistributed)
+from crnn.layers import (GRU, LSTM, RNN, Activation, Add, AdditiveAttention, Attention,
+                         Average, Bidirectional, Concatenate, Dense, Dot, Dropout,
+                         Embedding, Flatten, GlobalAveragePooling1D, GlobalMaxPooling1D,
+                         GRUCell, Layer, LayerNormalization, LSTMCell, Masking, Multiply,
+                         Permute, RepeatVector, Reshape, SimpleRNN, SimpleRNNCell,
+                         StackedRNNCells, Subtract, TimeDistributed)
 from crnn.models import Input, Model, Sequential
 from crnn.saving import load_model, save_model
 from crnn.streaming import generate
@@ -28,10 +31,13 @@ from crnn.cores import get_num_threads, set_num_threads, threads
 from crnn import interop
 from crnn._version import __version__
 
-__all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
-           "GRUCell", "GradientTape", "Input", "LSTM", "LSTMCell", "Layer", "Masking",
-           "Model", "RNN", "RepeatVector", "Sequential", "SimpleRNN", "SimpleRNNCell",
-           "StackedRNNCells", "Tensor", "TimeDistributed", "callbacks", "constraints",
-           "get_backend", "load_model", "losses", "metrics", "generate", "get_num_threads",
-           "interop", "no_grad", "ops", "optimizers", "reference", "regularizers",
-           "save_model", "saving", "set_backend", "set_num_threads", "streaming", "threads"]
+__all__ = ["Activation", "Add", "AdditiveAttention", "Attention", "Average",
+           "Bidirectional", "Concatenate", "Dense", "Dot", "Dropout", "Embedding", "Flatten",
+           "GRU", "GRUCell", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "GradientTape",
+           "Input", "LSTM", "LSTMCell", "Layer", "LayerNormalization", "Masking", "Model",
+           "Multiply", "Permute", "RNN", "RepeatVector", "Reshape", "Sequential",
+           "SimpleRNN", "SimpleRNNCell", "StackedRNNCells", "Subtract", "Tensor",
+           "TimeDistributed", "callbacks", "constraints", "get_backend", "load_model",
+           "losses", "metrics", "generate", "get_num_threads", "interop", "no_grad", "ops",
+           "optimizers", "reference", "regularizers", "save_model", "saving", "set_backend",
+           "set_num_threads", "streaming", "threads", "utils"]

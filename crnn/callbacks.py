@@ -17,15 +17,19 @@ when there is validation data, the same names prefixed with ``val_``. A callback
 training by setting ``self.model.stop_training = True``; ``fit`` checks the flag after
 each batch and each epoch.
 """
+import collections.abc
+import csv
 import math
+import os
 import warnings
 
 import numpy as np
 
 from crnn.progress import Progbar
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
-           "ModelCheckpoint", "ProgbarLogger", "TerminateOnNaN"]
+__all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
+           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger",
+           "ReduceLROnPlateau", "TerminateOnNaN"]
 
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
           "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
@@ -116,7 +120,8 @@ class CallbackList:
     add_history : bool
         Append a :class:`History` unless one is given.
     add_progbar : bool
-        Prepend a :class:`ProgbarLogger` unless one is given.
+        Append a :class:`ProgbarLogger` unless one is given, after the others (as Keras
+        3 does), so that its line shows what they add to the logs (``learning_rate``).
     model : Model, optional
     **params
         Passed to every callback's :meth:`Callback.set_params`.
@@ -136,12 +141,12 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 raise ValueError(f"expected callbacks[{i}] to be a crnn.callbacks.Callback, "
                                  f"got {type(cb).__name__}")
-        if add_progbar and not any(isinstance(cb, ProgbarLogger) for cb in self.callbacks):
-            self.callbacks.insert(0, ProgbarLogger())
         self.history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
         if add_history and self.history is None:
             self.history = History()
             self.callbacks.append(self.history)
+        if add_progbar and not any(isinstance(cb, ProgbarLogger) for cb in self.callbacks):
+            self.callbacks.append(ProgbarLogger())
         if model is not None:
             self.set_model(model)
         self.set_params(params)
@@ -231,13 +236,19 @@ class History(Callback):
 
 class ProgbarLogger(Callback):
     """Prints ``Epoch i/n`` and a :class:`crnn.progress.Progbar` per epoch (added by
-    ``fit``, ``evaluate`` and ``predict`` when ``verbose`` is not 0)."""
+    ``fit``, ``evaluate`` and ``predict`` when ``verbose`` is not 0).
+
+    The bar counts samples when the run knows them (``params["samples"]``, arrays), and
+    steps otherwise (batches from a source): ``params["steps"]``, or, when that is None
+    (a generator), ``Unknown`` until the first epoch has counted them, as Keras does."""
 
     def __init__(self):
         super().__init__()
         self._bar = None
         self._seen = 0
         self._in_fit = False
+        self._by_step = False
+        self._counted_steps = None
 
     def _verbose(self):
         v = self.params.get("verbose", 1)
@@ -245,15 +256,26 @@ class ProgbarLogger(Callback):
 
     def _new_bar(self):
         self._seen = 0
-        self._bar = Progbar(self.params.get("samples", 0), verbose=self._verbose())
+        samples = self.params.get("samples", 0)
+        self._by_step = samples is None
+        if self._by_step:
+            steps = self.params.get("steps") or self._counted_steps
+            self._bar = Progbar(steps, verbose=self._verbose(), unit_name="step")
+        else:
+            self._bar = Progbar(samples, verbose=self._verbose())
 
     def _advance(self, batch, logs):
-        size = self.params.get("batch_size") or 1
-        self._seen = min((batch + 1) * size, self.params.get("samples", 0))
+        if self._by_step:
+            self._seen = batch + 1
+        else:
+            size = self.params.get("batch_size") or 1
+            self._seen = min((batch + 1) * size, self.params.get("samples", 0))
         if self._bar is not None:
             self._bar.update(self._seen, _numbers(logs), finalize=False)
 
     def _finish(self, logs):
+        if self._by_step and self._in_fit and not self.params.get("steps"):
+            self._counted_steps = self._seen    # the next epochs know their length
         if self._bar is not None:
             self._bar.update(self._seen, _numbers(logs), finalize=True)
             self._bar = None
@@ -556,3 +578,259 @@ class TerminateOnNaN(Callback):
         if loss is not None and not np.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+# -- the learning rate --------------------------------------------------------------------------
+def _optimizer_of(callback):
+    optimizer = getattr(callback.model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "learning_rate"):
+        raise ValueError(f"expected a compiled model whose optimizer has a learning_rate "
+                         f"for {type(callback).__name__}, got optimizer {optimizer!r}")
+    return optimizer
+
+
+def _current_lr(optimizer):
+    return float(optimizer.learning_rate)
+
+
+def _set_lr(callback, optimizer, value):
+    if callable(getattr(optimizer, "_learning_rate", None)):
+        raise ValueError(f"{type(callback).__name__} cannot set the learning rate of an "
+                         f"optimizer whose learning rate is a schedule "
+                         f"({optimizer._learning_rate!r}); as in Keras, use a float "
+                         f"learning rate with this callback")
+    optimizer.learning_rate = value
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch (Keras 3's semantics).
+
+    Parameters
+    ----------
+    schedule : callable
+        ``schedule(epoch, lr) -> new_lr`` (``epoch`` counted from 0, ``lr`` the current
+        rate), or ``schedule(epoch)``; it must return a float.
+    verbose : int
+        1 prints the rate it sets.
+
+    The epoch's logs get ``learning_rate``, the rate used during the epoch.
+
+    Examples
+    --------
+    >>> def schedule(epoch, lr):
+    ...     return lr if epoch < 10 else lr * 0.9
+    >>> callback = LearningRateScheduler(schedule)
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"expected schedule to be callable, got {schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = _optimizer_of(self)
+        try:          # Keras's two forms: schedule(epoch, lr), else schedule(epoch)
+            lr = self.schedule(epoch, _current_lr(optimizer))
+        except TypeError:
+            lr = self.schedule(epoch)
+        if not isinstance(lr, (float, np.floating)) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"expected the schedule to return a float >= 0, got {lr!r} at "
+                             f"epoch {epoch}")
+        _set_lr(self, optimizer, float(lr))
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{float(lr)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _current_lr(_optimizer_of(self))
+
+
+class ReduceLROnPlateau(Callback):
+    """Reduce the learning rate when a monitored number has stopped improving (Keras 3's
+    semantics and defaults).
+
+    At each epoch end, the epoch counts as an improvement when ``current - min_delta``
+    beats the best so far (``+ min_delta`` when higher is better); the counter ``wait``
+    then restarts. Otherwise, outside a cooldown, ``wait`` grows, and when it reaches
+    ``patience`` the rate becomes ``max(lr * factor, min_lr)`` (if it is still above
+    ``min_lr``), ``wait`` restarts and a cooldown of ``cooldown`` epochs begins, during
+    which ``wait`` stays 0.
+
+    Parameters
+    ----------
+    monitor : str
+        A name in the epoch's logs.
+    factor : float in [0, 1)
+        ``new_lr = lr * factor``.
+    patience : int
+        Epochs without improvement before a reduction.
+    verbose : int
+        1 prints each reduction.
+    mode : {"auto", "min", "max"}
+        Whether lower or higher is better; ``"auto"`` as :class:`EarlyStopping`.
+    min_delta : float
+        The smallest change that counts as an improvement.
+    cooldown : int
+        Epochs to wait after a reduction before counting again.
+    min_lr : float
+        The rate is never set below this.
+
+    The epoch's logs get ``learning_rate``, the rate used during the epoch.
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        if not isinstance(monitor, str):
+            raise ValueError(f"expected monitor to be a name in the logs, got {monitor!r}")
+        if not isinstance(factor, (int, float, np.floating)) or not 0 <= factor < 1:
+            raise ValueError(f"expected factor in [0, 1) (ReduceLROnPlateau does not "
+                             f"support a factor >= 1.0), got {factor!r}")
+        for name, n in (("patience", patience), ("cooldown", cooldown)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+                raise ValueError(f"expected {name} to be a non-negative int, got {n!r}")
+        if not isinstance(min_lr, (int, float, np.floating)) or min_lr < 0:
+            raise ValueError(f"expected min_lr to be a number >= 0, got {min_lr!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"expected mode to be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = mode
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self.monitor_op = None
+        self._reset()
+
+    def _reset(self):
+        self.best = None
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def _is_improvement(self, value, reference):
+        if reference is None:
+            return True
+        delta = -self.min_delta if self.monitor_op is np.less else self.min_delta
+        return bool(self.monitor_op(value - delta, reference))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            self.monitor_op = _better(self.mode, self.monitor, self.model)
+        logs = logs if logs is not None else {}
+        optimizer = _optimizer_of(self)
+        logs["learning_rate"] = _current_lr(optimizer)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric "
+                          f"{self.monitor!r} which is not available. Available metrics "
+                          f"are: {','.join(logs)}.", stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = _current_lr(optimizer)
+                if old > np.float32(self.min_lr):
+                    new = max(old * self.factor, self.min_lr)
+                    _set_lr(self, optimizer, new)
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning "
+                              f"rate to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+# -- logging ------------------------------------------------------------------------------------
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file (Keras 3's ``CSVLogger``).
+
+    The columns are ``epoch`` (counted from 0) and the names of the first epoch's logs,
+    sorted; when those hold no ``val_*`` name, a ``val_`` column is added for each (left
+    ``NA`` without validation data), as Keras does. A name missing from a later epoch is
+    written ``NA``.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+    separator : str, default ","
+    append : bool, default False
+        Add to an existing file (its header is kept) instead of overwriting it.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        if not isinstance(filename, (str, os.PathLike)):
+            raise ValueError(f"expected filename to be a path, got {filename!r}")
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"expected separator to be one character, got {separator!r}")
+        self.sep = separator
+        self.filename = os.fspath(filename)
+        self.append = bool(append)
+        self.writer = None
+        self.keys = None
+        self.append_header = True
+        self.csv_file = None
+
+    def on_train_begin(self, logs=None):
+        if self.append:
+            if os.path.exists(self.filename):
+                with open(self.filename, encoding="utf-8") as f:
+                    self.append_header = not bool(len(f.readline()))
+            mode = "a"
+        else:
+            self.append_header = True
+            mode = "w"
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = open(self.filename, mode, newline="", encoding="utf-8")
+        self.writer = None
+        self.keys = None
+
+    @staticmethod
+    def _value(v):
+        if isinstance(v, str):
+            return v
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            return v.item()
+        if isinstance(v, collections.abc.Iterable):
+            return f'"[{", ".join(map(str, v))}]"'
+        return v
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys.extend([f"val_{k}" for k in self.keys])
+        if self.writer is None:
+            class Dialect(csv.excel):
+                delimiter = self.sep
+            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch"] + self.keys,
+                                         dialect=Dialect)
+            if self.append_header:
+                self.writer.writeheader()
+        row = {"epoch": epoch}
+        row.update((k, self._value(logs.get(k, "NA"))) for k in self.keys)
+        self.writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.writer = None

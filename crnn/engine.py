@@ -738,10 +738,17 @@ def _unbroadcast(g, shape):
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-class Op(Operation):
+class Op(Operation, register=False):
     """A weightless primitive over a flat list of inputs (what :mod:`crnn.ops` is made
     of). Subclasses implement ``_forward(inputs) -> (outputs, cache)`` and
-    ``_backward(cache, d_outputs)``."""
+    ``_backward(cache, d_outputs)``. They register among the ``"op"`` kind of
+    :mod:`crnn.registry`, apart from the layers: an op may share a layer's name (the
+    ``Add`` behind ``a + b`` and the ``Add`` layer)."""
+
+    def __init_subclass__(cls, register=True, **kwargs):
+        super().__init_subclass__(register=False, **kwargs)
+        if register:
+            registry.register(cls, "op")
 
     def __init__(self, name=None):
         super().__init__(name=name)

@@ -51,6 +51,16 @@ def call_layer(layer, args, kwargs, training, mask=None):
     return out, layer.compute_mask(args[0] if args else None, used)
 
 
+def _list_mask(first, masks):
+    """For a layer called on a list of tensors (a merge, an attention): their masks as a
+    list (None for one without), or None when none has one (Keras's convention)."""
+    if not isinstance(first, (list, tuple)):
+        return None
+    found = [masks.get(id(t)) if isinstance(t, engine.SymbolicTensor) else None
+             for t in first]
+    return found if any(m is not None for m in found) else None
+
+
 def _mask_list(mask, n):
     """A layer's output mask as one entry per output."""
     if isinstance(mask, (list, tuple)) and n > 1:
@@ -154,7 +164,7 @@ class Model(Trainer, Layer):
             kwargs = {k: engine.substitute(v, values) for k, v in node.kwargs.items()}
             first = node.args[0] if node.args else None
             in_mask = (masks.get(id(first)) if isinstance(first, engine.SymbolicTensor)
-                       else None)
+                       else _list_mask(first, masks))
             out, out_mask = call_layer(node.layer, args, kwargs, training, in_mask)
             leaves = engine.flatten(out)
             for sym, val, m in zip(node.outputs, leaves,
@@ -233,6 +243,29 @@ class Model(Trainer, Layer):
     def layers_deep(self):
         """Every layer inside this model, nested ones included."""
         return sublayers(self)
+
+    def get_layer(self, name=None, index=None):
+        """One of :attr:`layers`, by ``name`` or by ``index`` (Keras's ``get_layer``;
+        give one of the two)."""
+        if name is not None and index is not None:
+            raise ValueError(f"expected a layer name or a layer index, not both, got "
+                             f"name={name!r}, index={index!r}")
+        layers = self.layers
+        if index is not None:
+            if (not isinstance(index, (int, np.integer)) or isinstance(index, bool)
+                    or not -len(layers) <= index < len(layers)):
+                raise ValueError(f"expected a layer index in [0, {len(layers)}) (the model "
+                                 f"{self.name!r} has {len(layers)} layers), got {index!r}")
+            return layers[index]
+        if name is not None:
+            for layer in layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"no layer named {name!r} in the model {self.name!r}; its "
+                             f"layers are {[layer.name for layer in layers]}")
+        raise ValueError("expected a layer name or a layer index for get_layer, got "
+                         "neither")
+
 
     def _collect(self, attr):
         out, seen = [], set()
@@ -320,6 +353,12 @@ class Model(Trainer, Layer):
             return super().get_config()
         return saving.get_model_config(self)["config"]
 
+    def to_json(self, **kwargs):
+        """A Sequential's or functional model's architecture as JSON text (no weights):
+        see :func:`crnn.saving.model_to_json`; :func:`model_from_json` rebuilds it.
+        ``kwargs`` go to ``json.dumps``."""
+        return saving.model_to_json(self, **kwargs)
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """The model :meth:`get_config` describes, with new weights."""
@@ -400,4 +439,10 @@ class Sequential(Model):
         return self.call(inputs)
 
 
-__all__ = ["Input", "Model", "Sequential", "as_dtype"]
+def model_from_json(json_string, custom_objects=None):
+    """A model (with new weights) from :meth:`Model.to_json`'s text, read as data
+    (nothing in it is imported or run): see :func:`crnn.saving.model_from_json`."""
+    return saving.model_from_json(json_string, custom_objects)
+
+
+__all__ = ["Input", "Model", "Sequential", "as_dtype", "model_from_json"]

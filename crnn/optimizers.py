@@ -290,6 +290,12 @@ class Optimizer:
             got = f"{len(grads)}" if isinstance(grads, (list, tuple)) else type(grads).__name__
             raise ValueError(f"expected a list of {len(params)} gradients (one per parameter), "
                              f"got {got}")
+        if any(p.ndim == 0 for p in params):
+            # a scalar weight (Keras's shape ()) is updated through a 1-element view of
+            # it: the compiled update loops take arrays with an axis
+            grads = [np.reshape(g, (1,)) if p.ndim == 0 and g is not None
+                     and np.shape(g) == () else g for p, g in zip(params, grads)]
+            params = [p.reshape(1) if p.ndim == 0 else p for p in params]
         checked = []
         for i, (p, g) in enumerate(zip(params, grads)):
             if g is None:

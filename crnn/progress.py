@@ -65,8 +65,10 @@ class Progbar:
 
     Parameters
     ----------
-    target : int
-        The number of units in the whole run (the epoch's samples).
+    target : int or None
+        The number of units in the whole run (the epoch's samples or steps); None when
+        it is unknown (a generator's first epoch): the line then shows
+        ``current/Unknown``, without a bar or an ETA, as Keras's.
     verbose : {0, 1, 2}
         0 prints nothing; 1 a bar (redrawn on a terminal, printed once at the end
         elsewhere); 2 one line at the end.
@@ -82,7 +84,7 @@ class Progbar:
 
     def __init__(self, target, verbose=1, width=30, interval=0.05, unit_name="sample",
                  file=None):
-        self.target = max(int(target), 0)
+        self.target = None if target is None else max(int(target), 0)
         self.verbose = verbose
         self.width = int(width)
         self.interval = float(interval)
@@ -102,14 +104,15 @@ class Progbar:
         if self._finished or self.verbose == 0:
             return
         if finalize is None:
-            finalize = current >= self.target
+            finalize = self.target is not None and current >= self.target
         values = values or {}
         now = time.perf_counter()
         stream = self.file if self.file is not None else sys.stdout
         if self.verbose == 2:
             if not finalize:
                 return
-            text = (f"{current}/{self.target} - {format_duration(now - self._start)} - "
+            target = "Unknown" if self.target is None else self.target
+            text = (f"{current}/{target} - {format_duration(now - self._start)} - "
                     f"{self._rate(current, now)}{format_values(values)}\n")
         else:
             interactive = is_interactive(stream)
@@ -135,6 +138,11 @@ class Progbar:
 
     def _line(self, current, values, now, finalize):
         target = self.target
+        if target is None:
+            line = f"{current:>7}/Unknown"
+            if finalize:
+                line += f" - {format_duration(now - self._start)} {self._rate(current, now)}"
+            return line + format_values(values)
         digits = len(str(target))
         fraction = min(current / target, 1.0) if target else 1.0
         filled = int(self.width * fraction)

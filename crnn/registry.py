@@ -1,8 +1,9 @@
 """The one registry of crnn's serializable classes, by kind and class name.
 
 Every crnn class that a saved file or a config names is registered here when it is
-defined: layers and ops (kind ``"layer"``: every crnn subclass of
-:class:`crnn.engine.Operation`), losses (``"loss"``), optimizers (``"optimizer"``) and
+defined: layers (kind ``"layer"``: every crnn subclass of
+:class:`crnn.engine.Operation`), ops (``"op"``: of :class:`crnn.engine.Op`, written with
+``"module": "crnn.ops"``), losses (``"loss"``), optimizers (``"optimizer"``) and
 learning-rate schedules (``"schedule"``). Each is written as ``{"class_name": ...,
 "config": ...}`` (:func:`serialize`) and read back by looking its name up here, so that
 nothing a file names is imported. Only crnn's own classes register: a user's class of the

@@ -127,6 +127,21 @@ def test_launched_without_mpi4py_raises(monkeypatch):
         distributed.init()
 
 
+def test_batch_sources_refuse_several_processes(monkeypatch):
+    # fit and evaluate from a generator (or with step counts) have no data-parallel path
+    # yet: in a world of several processes they raise instead of training each rank alone
+    model = crnn.Sequential([crnn.Input((3, 2)), crnn.SimpleRNN(4), crnn.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 3, 2), np.float32), np.zeros((8, 1), np.float32)
+    monkeypatch.setattr(distributed, "size", lambda: 2)
+    with pytest.raises(ValueError, match="not data-parallel yet"):
+        model.fit(((x, y) for _ in range(2)), verbose=0)
+    with pytest.raises(ValueError, match="not data-parallel yet"):
+        model.fit(x, y, steps_per_epoch=2, verbose=0)
+    with pytest.raises(ValueError, match="not data-parallel yet"):
+        model.evaluate(x, y, steps=1, verbose=0)
+
+
 # -- exactness: N ranks == one process fed the concatenated batches ------------------------
 def _reference(cell, optimizer, sizes, initial):
     """One process, weights ``initial``, trained on the concatenation of the ranks' batch

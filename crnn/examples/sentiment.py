@@ -13,13 +13,13 @@ Model
     binary cross-entropy, Adam, as in the textbook; ``cells=("SimpleRNN", "LSTM",
     "GRU")`` trains each (the full form does). Reviews are capped to the ``num_words``
     most frequent words and padded or truncated to ``maxlen`` words at the front
-    (:func:`pad_sequences`, Keras's ``"pre"``), so the recurrence ends on the last words.
+    (:func:`crnn.utils.pad_sequences`, Keras's ``"pre"``), so the recurrence ends on the
+    last words.
 Reports
     Held-out accuracy on the test reviews against the majority-class baseline (always
     answering the more frequent training label), and the training curves.
 
-The loaders (:func:`load_imdb_npz`, :func:`load_aclimdb`, :func:`pad_sequences`) are public
-and return Keras's ``(x_train, y_train), (x_test, y_test)``.
+The loaders (:func:`load_imdb_npz`, :func:`load_aclimdb`) are public and return Keras's ``(x_train, y_train), (x_test, y_test)``.
 """
 import collections
 import os
@@ -32,40 +32,13 @@ import numpy as np
 
 import crnn
 from crnn.examples import ExampleError, Result, _plots
+from crnn.utils import pad_sequences
 
 NAME = "sentiment"
 TITLE = "IMDB review sentiment (many-to-one)"
 
 PAD, OOV = 0, 1                      # the aclImdb vocabulary's reserved ids
 _TOKEN = re.compile(r"[a-z0-9']+")
-
-
-def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
-                  value=0):
-    """Lists of ids as one ``(N, maxlen)`` array, as ``keras.utils.pad_sequences``.
-
-    A sequence longer than ``maxlen`` loses its first ids (``truncating="pre"``) or its
-    last (``"post"``); a shorter one gets ``value`` before it (``padding="pre"``) or after
-    (``"post"``). ``maxlen=None`` is the longest sequence's length.
-    """
-    for name, v in (("padding", padding), ("truncating", truncating)):
-        if v not in ("pre", "post"):
-            raise ValueError(f"expected {name} 'pre' or 'post', got {v!r}")
-    sequences = [list(s) for s in sequences]
-    if maxlen is None:
-        maxlen = max((len(s) for s in sequences), default=0)
-    if not isinstance(maxlen, (int, np.integer)) or maxlen < 0:
-        raise ValueError(f"expected maxlen to be a non-negative int or None, got {maxlen!r}")
-    out = np.full((len(sequences), maxlen), value, dtype=dtype)
-    for i, s in enumerate(sequences):
-        if not s or not maxlen:
-            continue
-        s = s[-maxlen:] if truncating == "pre" else s[:maxlen]
-        if padding == "pre":
-            out[i, maxlen - len(s):] = s
-        else:
-            out[i, :len(s)] = s
-    return out
 
 
 def _labels(y, what, path):

@@ -9,8 +9,17 @@ from crnn.layers.lstm import LSTM, LSTMCell
 from crnn.layers.recurrent import RNN, RNNCell
 from crnn.layers.simple_rnn import SimpleRNN, SimpleRNNCell
 from crnn.layers.wrappers import Bidirectional, TimeDistributed
+from crnn.layers.merge import (Add, Average, Concatenate, Dot, Multiply, Subtract, add,
+                               average, concatenate, dot, multiply, subtract)
+from crnn.layers.attention import AdditiveAttention, Attention
+from crnn.layers.normalization import LayerNormalization
+from crnn.layers.reshaping import Permute, Reshape
+from crnn.layers.pooling import GlobalAveragePooling1D, GlobalMaxPooling1D
 
-__all__ = ["Activation", "Bidirectional", "Dense", "Dropout", "Embedding", "Flatten", "GRU",
-           "GRUCell", "LSTM", "LSTMCell", "Layer", "Masking", "RNN", "RNNCell",
-           "RepeatVector", "SimpleRNN", "SimpleRNNCell", "StackedRNNCells",
-           "TimeDistributed"]
+__all__ = ["Activation", "Add", "AdditiveAttention", "Attention", "Average",
+           "Bidirectional", "Concatenate", "Dense", "Dot", "Dropout", "Embedding", "Flatten",
+           "GRU", "GRUCell", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "LSTM",
+           "LSTMCell", "Layer", "LayerNormalization", "Masking", "Multiply", "Permute",
+           "RNN", "RNNCell", "RepeatVector", "Reshape", "SimpleRNN", "SimpleRNNCell",
+           "StackedRNNCells", "Subtract", "TimeDistributed", "add", "average",
+           "concatenate", "dot", "multiply", "subtract"]

@@ -64,11 +64,13 @@ as JSON), :mod:`~crnn.saving.compile` (the compile configuration and optimizer s
 ``save`` calls it.
 """
 from crnn.registry import custom_object_scope, register_serializable
-from crnn.saving.architecture import from_model_config, get_model_config, model_from_config
+from crnn.saving.architecture import (from_model_config, get_model_config,
+                                      model_from_config, model_from_json, model_to_json)
 from crnn.saving.files import load_model, load_weights, save_model, save_weights
 
 register_keras_serializable = register_serializable   # Keras's name
 
 __all__ = ["custom_object_scope", "from_model_config", "get_model_config", "load_model",
-           "load_weights", "model_from_config", "register_keras_serializable",
-           "register_serializable", "save_model", "save_weights"]
+           "load_weights", "model_from_config", "model_from_json", "model_to_json",
+           "register_keras_serializable", "register_serializable", "save_model",
+           "save_weights"]

@@ -3,6 +3,7 @@
 Sequential or functional model as its layers, its inputs and its graph (see
 :mod:`crnn.saving`). Models are told apart by :func:`crnn.layers.base.architecture`, so
 that this module needs nothing from :mod:`crnn.models`, which calls it."""
+import json
 import threading
 
 import numpy as np
@@ -15,8 +16,9 @@ from crnn.saving.weights import named_weights, walk
 
 __all__ = ["build_model", "current_custom_objects", "custom_scope", "decode",
            "deserialize", "encode", "from_model_config", "get_model_config",
-           "model_from_config", "model_kind", "resolve_class", "serialize",
-           "subclassed_error", "subclassed_model_config", "weight_shapes"]
+           "model_from_config", "model_from_json", "model_kind", "model_to_json",
+           "resolve_class", "serialize", "subclassed_error", "subclassed_model_config",
+           "weight_shapes"]
 
 _local = threading.local()
 
@@ -80,14 +82,38 @@ def serialize(layer):
     out = {"class_name": data["class_name"], "config": encode(data["config"], where)}
     if getattr(layer, "trainable", True) is False:
         out["trainable"] = False     # also for a layer whose get_config does not say it
+    if isinstance(layer, engine.Op) and registry.is_crnn_class(type(layer)):
+        out["module"] = _OPS      # an op (a + b in a graph), not the layer of that name
     return _with_registered_name(out, type(layer))
+
+
+_OPS = "crnn.ops"
+
+
+def _op_class(data):
+    """The op class ``data`` names, or None for a layer. An op is written with
+    ``"module": "crnn.ops"``; files written before the merge layers shared names with
+    ops (``Add``, ``Concatenate``, ``Reshape``...) have no module, and an op's config,
+    unlike every crnn layer's, has no ``name``."""
+    name = data["class_name"]
+    op = registry.lookup(name, "op")
+    if data.get("module") == _OPS:
+        if op is None:
+            raise ValueError(f"unknown op class {name!r}: not among crnn's ops")
+        return op
+    if op is not None and (registry.lookup(name) is None
+                           or "name" not in data.get("config", {})):
+        return op
+    return None
 
 
 def deserialize(data, custom_objects):
     check(isinstance(data, dict) and isinstance(data.get("class_name"), str)
           and isinstance(data.get("config", {}), dict),
           "a layer as {'class_name': ..., 'config': {...}}", data)
-    cls = resolve_class(data["class_name"], custom_objects, data.get("registered_name"))
+    op = None if custom_objects and data["class_name"] in custom_objects \
+        else _op_class(data)
+    cls = op or resolve_class(data["class_name"], custom_objects, data.get("registered_name"))
     if isinstance(cls, type) and architecture(cls) is not None:
         return build_model(cls, data.get("config", {}), custom_objects,
                            data.get("build_input"))[0]
@@ -398,6 +424,43 @@ def model_from_config(data, custom_objects=None):
           "a model as {'class_name': ..., 'config': {...}}", data)
     cls = resolve_class(data["class_name"], custom_objects)
     return build_model(cls, data["config"], custom_objects)[0]
+
+
+def model_to_json(model, **kwargs):
+    """The architecture of a Sequential or functional model as JSON text
+    (``model.to_json()``, Keras's): :func:`get_model_config` written by
+    ``json.dumps(..., **kwargs)`` (``indent=2`` for a readable file). No weights."""
+    return json.dumps(get_model_config(model), allow_nan=False, **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A model (with new weights) from :func:`model_to_json`'s text
+    (``crnn.models.model_from_json``, Keras's).
+
+    The text is read as data: class names are looked up among crnn's layers and
+    ``custom_objects``, nothing is imported or evaluated (as :func:`crnn.load_model`).
+
+    Parameters
+    ----------
+    json_string : str or bytes
+    custom_objects : dict of str to class, optional
+        Classes the architecture names that are not crnn's own.
+    """
+    if isinstance(json_string, (bytes, bytearray)):
+        try:
+            json_string = json_string.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"expected JSON text (UTF-8), got undecodable bytes "
+                             f"({one_line(e)})") from None
+    if not isinstance(json_string, str):
+        raise ValueError(f"expected the JSON text of a model (a str), got "
+                         f"{type(json_string).__name__}")
+    try:
+        data = json.loads(json_string)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"expected the JSON text of a model, got text that is not valid "
+                         f"JSON ({one_line(e)})") from None
+    return model_from_config(data, custom_objects)
 
 
 def build_model(cls, config, custom_objects, build_input=None):

@@ -22,7 +22,8 @@ sample of the epoch. Batch logs hold the running values so far, epoch logs the f
 ones plus ``val_*`` for the validation data.
 
 The package, bottom to top: :mod:`~crnn.training.data` (the arrays of a run, batches,
-truncated BPTT's windows), :mod:`~crnn.training.compile` (:class:`LossOp`, the losses and
+truncated BPTT's windows), :mod:`~crnn.training.sources` (batches read one at a time from
+a :class:`crnn.utils.PyDataset`, a generator or any iterable), :mod:`~crnn.training.compile` (:class:`LossOp`, the losses and
 metrics per output), :mod:`~crnn.training.tbptt` (stateful layers and truncated BPTT),
 :mod:`~crnn.training.summary` (``model.summary()``), :mod:`~crnn.training.distributed`
 (data-parallel ``fit`` and ``evaluate`` over the processes of :mod:`crnn.distributed`) and

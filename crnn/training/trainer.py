@@ -11,6 +11,7 @@ from crnn.callbacks import CallbackList
 from crnn.training.compile import CompileMixin
 from crnn.training.data import Data, time_steps
 from crnn.training.distributed import DataParallel, for_this_rank
+from crnn.training.sources import SourceMixin, is_source
 from crnn.training.summary import print_summary
 from crnn.training.tbptt import TBPTTMixin
 
@@ -65,6 +66,15 @@ def _check_seed(seed):
     return int(seed)
 
 
+def _not_data_parallel(what):
+    """Raise in a world of several processes: ``what`` has no data-parallel path yet
+    (each process would train alone, without averaging its gradients)."""
+    if distributed.size() > 1:
+        raise ValueError(f"{what} is not data-parallel yet: in a world of "
+                         f"{distributed.size()} processes pass arrays (each rank its shard) "
+                         f"with batch_size and no step counts")
+
+
 def _pack_outputs(structure, leaves):
     """One array for a one-output model, else a list of arrays."""
     if isinstance(structure, (list, tuple)):
@@ -72,7 +82,7 @@ def _pack_outputs(structure, leaves):
     return leaves[0]
 
 
-class Trainer(CompileMixin, TBPTTMixin):
+class Trainer(CompileMixin, TBPTTMixin, SourceMixin):
     """The Keras training API of :class:`crnn.Model` (as Keras 3's ``Trainer``, a base of
     the model that imports nothing above it): ``compile``, ``fit``, ``evaluate``,
     ``predict``, the ``*_on_batch`` methods and ``summary``."""
@@ -135,13 +145,17 @@ class Trainer(CompileMixin, TBPTTMixin):
     @cores.computing()
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
-            initial_epoch=0, seed=None, tbptt=None):
+            initial_epoch=0, seed=None, tbptt=None, steps_per_epoch=None,
+            validation_steps=None):
         """Train for ``epochs`` passes over the data.
 
         Parameters
         ----------
-        x : array or list of arrays
-            Inputs, ``(N, ...)`` each (a list for a model with several inputs).
+        x : array, list of arrays, or a source of batches
+            Inputs, ``(N, ...)`` each (a list for a model with several inputs); or a
+            :class:`crnn.utils.PyDataset`, a generator or any iterable of batches
+            ``(x, y)`` / ``(x, y, sample_weight)``, read one batch at a time (then ``y``
+            and ``sample_weight`` are None; see :mod:`crnn.training.sources`).
         y : array, list of arrays or dict
             Targets, one per output (a dict by output name).
         batch_size : int, default 32
@@ -153,9 +167,9 @@ class Trainer(CompileMixin, TBPTTMixin):
         validation_split : float in [0, 1)
             Hold out this fraction of the samples, the **last** ones before shuffling
             (as Keras), and evaluate on them after each epoch.
-        validation_data : tuple
-            ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``; overrides
-            ``validation_split``.
+        validation_data : tuple or a source of batches
+            ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``, or batches as
+            ``x`` takes them; overrides ``validation_split``.
         shuffle : bool
             Shuffle the samples before each epoch.
         sample_weight : array ``(N,)`` or ``(N, T)``, or a list/dict per output
@@ -179,6 +193,13 @@ class Trainer(CompileMixin, TBPTTMixin):
             targets and forward recurrent layers (no Bidirectional, no go_backwards); a
             window as long as the sequences is exactly full BPTT. Validation runs on
             whole sequences.
+        steps_per_epoch : int, optional
+            Batches per epoch (Keras 3's semantics): by default the whole data (every
+            batch of a dataset; a generator until it ends). With it, the next epoch
+            goes on from where the last one stopped, and data that runs out ends the
+            epoch early with a warning (an epoch with no batch at all ends training).
+        validation_steps : int, optional
+            Batches of ``validation_data`` per validation, with the same semantics.
 
         Returns
         -------
@@ -202,6 +223,13 @@ class Trainer(CompileMixin, TBPTTMixin):
             raise ValueError(f"expected shuffle to be True or False, got {shuffle!r}")
         if not (isinstance(validation_split, numbers.Real) and 0 <= validation_split < 1):
             raise ValueError(f"expected validation_split in [0, 1), got {validation_split!r}")
+        if is_source(x) or is_source(validation_data) or steps_per_epoch is not None:
+            _not_data_parallel("fit from a batch source (a PyDataset, a generator) or with "
+                               "steps_per_epoch")
+            return self._fit_source(x, y, sample_weight, batch_size, epochs, verbose,
+                                    callbacks, validation_split, validation_data, shuffle,
+                                    initial_epoch, self._generators(seed),
+                                    _check_tbptt(tbptt), steps_per_epoch, validation_steps)
         data = Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for fit, got None")
@@ -292,8 +320,11 @@ class Trainer(CompileMixin, TBPTTMixin):
 
     @cores.computing()
     def evaluate(self, x=None, y=None, batch_size=32, verbose=1, sample_weight=None,
-                 return_dict=False, callbacks=None):
+                 return_dict=False, callbacks=None, steps=None):
         """The loss and metrics on the data, in batches, without training.
+
+        ``x`` may be a source of batches as :meth:`fit` takes (then ``y`` and
+        ``sample_weight`` are None); ``steps`` (optional) evaluates that many batches.
 
         Returns
         -------
@@ -306,6 +337,11 @@ class Trainer(CompileMixin, TBPTTMixin):
         self._check_compiled("evaluate")
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         verbose = _check_verbose(verbose)
+        if is_source(x) or steps is not None:
+            _not_data_parallel("evaluate from a batch source or with steps")
+            logs = self._evaluate_batches(x, y, sample_weight, batch_size, verbose,
+                                          callbacks, steps)
+            return self._result(logs, return_dict)
         data = Data(x, y, sample_weight)
         if data.y is None:
             raise ValueError("expected targets y for evaluate, got None")
@@ -328,8 +364,11 @@ class Trainer(CompileMixin, TBPTTMixin):
 
     # -- predict -----------------------------------------------------------------------------
     @cores.computing()
-    def predict(self, x, batch_size=32, verbose=0, callbacks=None):
+    def predict(self, x, batch_size=32, verbose=0, callbacks=None, steps=None):
         """The model's outputs for ``x``, computed in batches without a tape.
+
+        ``x`` may be a source of batches as :meth:`fit` takes (a batch's targets, if
+        any, are ignored); ``steps`` (optional) predicts that many batches.
 
         Returns
         -------
@@ -339,6 +378,8 @@ class Trainer(CompileMixin, TBPTTMixin):
         """
         batch_size = 32 if batch_size is None else _check_int("batch_size", batch_size, 1)
         verbose = _check_verbose(verbose)
+        if is_source(x) or steps is not None:
+            return self._predict_batches(x, batch_size, verbose, callbacks, steps)
         data = Data(x)
         if data.n == 0:
             raise ValueError("expected at least one sample to predict, got 0")
