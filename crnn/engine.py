@@ -405,6 +405,15 @@ class GradientTape:
         return out[0] if single else out
 
 
+def _naming(operation, error):
+    """``error`` (a ValueError raised by a layer's computation) saying which layer raised
+    it, unless it already does; an op's (``crnn.ops``) as it is."""
+    where = f"{type(operation).__name__} {operation.name!r}"
+    if isinstance(operation, Op) or where in str(error):
+        return error
+    return ValueError(f"{where}: {error}").with_traceback(error.__traceback__)
+
+
 def _accumulate(grads, key, g):
     # Never add in place: the stored array may be another record's cache or output.
     prev = grads.get(key)
@@ -605,7 +614,10 @@ class Operation:
     def _run(self, inputs, **options):
         """Run the primitive on the flat list ``inputs`` (arrays or Tensors; None for an
         absent optional input) and record it on the tape. Returns the flat outputs."""
-        outputs, cache = self._forward([value_of(a) for a in inputs], **options)
+        try:
+            outputs, cache = self._forward([value_of(a) for a in inputs], **options)
+        except ValueError as e:
+            raise _naming(self, e) from None
         return self._note_call(cache, inputs, outputs)
 
     def _note_call(self, cache, inputs, outputs):
@@ -690,17 +702,19 @@ class Operation:
         self._check_built("set_weights")
         weights = list(weights)
         names = list(self.params)
+        where = f"{type(self).__name__} {self.name!r}"
         if len(weights) != len(names):
-            raise ValueError(f"expected {len(names)} weight arrays {names}, got "
+            raise ValueError(f"{where}: expected {len(names)} weight arrays {names}, got "
                              f"{len(weights)}")
         new = {}
-        for name, w in zip(names, weights):
+        for i, (name, w) in enumerate(zip(names, weights)):
             w = np.asarray(w)
             if w.dtype.kind not in "biuf":
-                raise ValueError(f"expected {name} of real numbers, got dtype {w.dtype}")
+                raise ValueError(f"{where}, weight {i}: expected {name} of real numbers, "
+                                 f"got dtype {w.dtype}")
             if w.shape != self.params[name].shape:
-                raise ValueError(f"expected {name} of shape {self.params[name].shape}, got "
-                                 f"{w.shape}")
+                raise ValueError(f"{where}, weight {i}: expected {name} of shape "
+                                 f"{self.params[name].shape}, got {w.shape}")
             new[name] = np.ascontiguousarray(w, dtype=self.dtype)
         for name, w in new.items():
             self.params[name][...] = w

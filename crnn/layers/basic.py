@@ -166,7 +166,7 @@ class Embedding(Layer):
             if not whole.all():
                 bad = ids[~whole].flat[0]
                 raise ValueError(f"expected integer ids, got a {ids.dtype} array holding "
-                                 f"{bad!r}")
+                                 f"{bad.item()!r}")
         else:
             raise ValueError(f"expected an array of integer ids, got dtype {ids.dtype}")
         if ids.size:

@@ -171,12 +171,18 @@ def _table_row(fields, positions):
             space = 2 if col != len(positions) - 1 else 0
             cutoff = positions[col] - start - space
             fit = text[:cutoff]
+            rest = cutoff
             breaks = [fit.find(s) + len(s) for s in ("),", "},", "],", "',") if s in fit]
             if breaks:
-                cutoff = min(breaks)
+                rest = cutoff = min(breaks)
                 fit = fit[:cutoff]
+            elif len(text) > cutoff and " " in fit.strip():
+                # never inside a word: at the last space that fits (a word longer than
+                # the column alone is cut)
+                cutoff = fit.rstrip().rfind(" ")
+                fit, rest = fit[:cutoff], cutoff + 1
             line += (" " if col == 0 else "") + fit
-            left[col] = text[cutoff:]
+            left[col] = text[rest:]
             line += " " * max(positions[col] - len(line), 0)
         lines.append(line.rstrip())
     return lines
