@@ -166,3 +166,44 @@ def time_window(data, start, stop):
     out.sample_weight = cut(data.sample_weight, keep_1d=True)
     out.n = data.n
     return out
+
+
+def class_sample_weights(y, class_weight, kind):
+    """``fit(class_weight=...)`` as sample weights (Keras's
+    ``class_weight_to_sample_weights``): each target's class looked up in
+    ``class_weight`` (1 for a class it does not name).
+
+    The class of a target: ``kind`` ``"sparse"`` (sparse categorical cross-entropy) the
+    index itself; ``"binary"`` the rounded value; otherwise the index of the largest
+    entry along the last axis (one-hot targets), or the rounded value where that axis has
+    one entry (Keras's rule). A trailing axis of one entry is dropped. Targets with a time
+    axis give one weight a step, ``(N, T)``, which the losses take as they take a
+    per-step ``sample_weight``.
+    """
+    if not isinstance(class_weight, dict) or not class_weight:
+        raise ValueError(f"expected class_weight to be a non-empty dict {{class index: "
+                         f"weight}}, got {class_weight!r}")
+    table = {}
+    for c, w in class_weight.items():
+        if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 0:
+            raise ValueError(f"expected class_weight's keys to be class indices (ints >= "
+                             f"0), got {c!r}")
+        if (not isinstance(w, (int, float, np.integer, np.floating)) or isinstance(w, bool)
+                or not np.isfinite(w) or w < 0):
+            raise ValueError(f"expected class_weight's weights to be finite numbers >= 0, "
+                             f"got {w!r} for class {c}")
+        table[int(c)] = float(w)
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"expected numeric targets for class_weight, got dtype {y.dtype}")
+    if y.ndim > 1 and y.shape[-1] == 1:
+        classes = y[..., 0]
+    elif kind in ("sparse", "binary") or y.ndim < 2:
+        classes = y
+    else:
+        classes = np.argmax(y, axis=-1)       # one-hot: the class of the largest entry
+    classes = np.rint(classes).astype(np.int64)
+    weights = np.ones(classes.shape, dtype=np.float64)
+    for c, w in table.items():
+        weights[classes == c] = w
+    return weights

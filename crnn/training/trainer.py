@@ -9,7 +9,7 @@ import numpy as np
 from crnn import cores, distributed, engine
 from crnn.callbacks import CallbackList
 from crnn.training.compile import CompileMixin
-from crnn.training.data import Data, time_steps
+from crnn.training.data import Data, class_sample_weights, time_steps
 from crnn.training.distributed import DataParallel, for_this_rank
 from crnn.training.sources import SourceMixin, is_source
 from crnn.training.summary import print_summary
@@ -91,6 +91,18 @@ class Trainer(CompileMixin, TBPTTMixin, SourceMixin):
     # (crnn.distributed), else None: its steps average the gradients over the processes.
     _parallel = None
 
+    def _class_kind(self):
+        """What a target holds for ``class_weight``: ``"sparse"`` (class indices),
+        ``"binary"`` (0/1) or ``"other"`` (one-hot), by the compiled loss's name."""
+        loss = self.loss
+        if isinstance(loss, (list, tuple)) and len(loss) == 1:
+            loss = loss[0]
+        name = (loss if isinstance(loss, str)
+                else getattr(loss, "__name__", type(loss).__name__)).lower().replace("_", "")
+        if "sparse" in name:
+            return "sparse"
+        return "binary" if "binary" in name else "other"
+
     # -- one step ----------------------------------------------------------------------------
     def _train_step(self, batch, state):
         if batch is None:               # data-parallel: this rank's shard has run out
@@ -144,8 +156,8 @@ class Trainer(CompileMixin, TBPTTMixin, SourceMixin):
     # -- fit ---------------------------------------------------------------------------------
     @cores.computing()
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None,
-            initial_epoch=0, seed=None, tbptt=None, steps_per_epoch=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, seed=None, tbptt=None, steps_per_epoch=None,
             validation_steps=None):
         """Train for ``epochs`` passes over the data.
 
@@ -172,6 +184,14 @@ class Trainer(CompileMixin, TBPTTMixin, SourceMixin):
             ``x`` takes them; overrides ``validation_split``.
         shuffle : bool
             Shuffle the samples before each epoch.
+        class_weight : dict {class index: weight}, optional
+            Weigh each training target's loss by its class's weight (1 for a class not
+            named), as Keras does: the class is the index itself for a sparse
+            categorical loss, the rounded value for a binary one, else the largest entry
+            of a one-hot target; targets with a time axis are weighed step by step. One
+            output only, not with ``sample_weight`` (Keras 3: "You cannot `class_weight`
+            and `sample_weight` at the same time"), arrays only (not a batch source);
+            validation is not weighed.
         sample_weight : array ``(N,)`` or ``(N, T)``, or a list/dict per output
         initial_epoch : int
             The epoch to start from (to resume a run).
@@ -223,6 +243,18 @@ class Trainer(CompileMixin, TBPTTMixin, SourceMixin):
             raise ValueError(f"expected shuffle to be True or False, got {shuffle!r}")
         if not (isinstance(validation_split, numbers.Real) and 0 <= validation_split < 1):
             raise ValueError(f"expected validation_split in [0, 1), got {validation_split!r}")
+        if class_weight is not None:
+            if is_source(x):
+                raise ValueError("expected arrays x, y with class_weight, got a batch "
+                                 "source: weigh its batches with a sample_weight each")
+            if sample_weight is not None:
+                raise ValueError("You cannot `class_weight` and `sample_weight` at the same "
+                                 "time: pass one of them (as Keras 3)")
+            if isinstance(y, (list, tuple, dict)):
+                raise ValueError("expected one output's targets y with class_weight (it "
+                                 "is only supported for models with a single output), got "
+                                 f"a {type(y).__name__} of targets")
+            sample_weight = class_sample_weights(y, class_weight, self._class_kind())
         if is_source(x) or is_source(validation_data) or steps_per_epoch is not None:
             _not_data_parallel("fit from a batch source (a PyDataset, a generator) or with "
                                "steps_per_epoch")
