@@ -26,6 +26,7 @@ by calling the same layers on arrays.
 import contextlib
 import functools
 import itertools
+import re
 import threading
 from collections import defaultdict
 
@@ -558,13 +559,11 @@ def unique_name(base):
 
 
 def snake_case(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper()
-                                   or (i + 1 < len(name) and name[i + 1].islower())):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Keras's ``to_snake_case`` of a class name: ``SimpleRNN`` -> ``simple_rnn``,
+    ``GlobalAveragePooling1D`` -> ``global_average_pooling1d`` (the default names of
+    layers, and where a Keras file keeps a layer's weights)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class Operation:

@@ -58,14 +58,14 @@ import inspect
 import io
 import json
 import os
-import re
 import time
 import warnings
 import zipfile
 
 import numpy as np
 
-from crnn import constraints, losses, metrics as _metrics, optimizers, registry, regularizers
+from crnn import (constraints, engine, losses, metrics as _metrics, optimizers, registry,
+                  regularizers)
 from crnn._version import __version__
 from crnn.engine import Input, SymbolicTensor, flatten
 from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout, Embedding,
@@ -609,10 +609,7 @@ def _slots_of(layer):
     return [("vars", layer)]
 
 
-def _snake(name):
-    """Keras's ``naming.to_snake_case`` of a class name (``SimpleRNN`` -> ``simple_rnn``)."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+_snake = engine.snake_case   # Keras's to_snake_case
 
 
 def _keras_paths(config, prefix="layers"):
