@@ -164,6 +164,25 @@ def test_split_over_threads_equals_twin(precision, name):
     assert_close(hs3, hs3_ref, np.float32, scale=10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("H", [150, 7])
+def test_simple_rnn_split_by_rows_equals_twin(dtype, threads, H):
+    """A SimpleRNN step split into blocks of few columns is cut by rows of the weights
+    instead (each thread a partial sum over its rows, added up after): equal to the twin
+    in both dtypes, with as many threads as rows allow and more threads than rows."""
+    old = _step._set_split_min(0)
+    try:
+        with crnn.threads(threads):
+            fast, hs, st, hs_ref, st_ref = run_both("simple_rnn", {}, 40, H, 1, "float32",
+                                                    T=6, dtype=dtype)
+    finally:
+        _step._set_split_min(old)
+    assert fast.threads == min(threads, (H + 15) // 16)   # blocks of 16 columns at least
+    assert_close(hs, hs_ref, dtype, scale=10)
+    assert_close(st[0], st_ref[0], dtype, scale=10)
+
+
 def test_split_threshold_and_thread_count():
     rng = np.random.default_rng(0)
     small = _step.Stepper("lstm", *make_weights("lstm", 16, 16, rng))
