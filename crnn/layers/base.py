@@ -225,6 +225,14 @@ class Layer(Operation, register=False):   # a base: no file names it
     (outputs, cache)`` and ``_backward(cache, d_outputs) -> (d_inputs, d_weights)`` over
     flat lists of arrays, and its :meth:`call` passes them to :meth:`_run`, which records
     the call on the tape (:mod:`crnn.engine`).
+
+    Examples
+    --------
+    >>> class Scale(Layer):
+    ...     def call(self, x):
+    ...         return x * 2.0
+    >>> Scale()(np.ones((1, 2))).tolist()
+    [[2.0, 2.0]]
     """
 
     # A penalty on each output of the layer's calls (see crnn.regularizers); a layer

@@ -68,6 +68,14 @@ class Embedding(Layer):
     around to the end of the table). Weights ``[embeddings (V, E)]``.
     The ids get no gradient; ``embeddings`` gets ``dy`` added into the rows used, so
     an id used twice gets both contributions.
+
+    Examples
+    --------
+    >>> layer = Embedding(10, 3)
+    >>> layer(np.array([[1, 2, 0]])).shape
+    (1, 3, 3)
+    >>> Embedding(10, 3, mask_zero=True).compute_mask(np.array([[1, 2, 0]])).tolist()
+    [[True, True, False]]
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
@@ -236,6 +244,12 @@ class Masking(_Weightless):
     The output is the input with the padded steps set to zero; :meth:`compute_mask`
     returns ``m (B, T)`` (bool), which the models pass on to the layers that follow and to
     the loss. Padded steps get no gradient.
+
+    Examples
+    --------
+    >>> x = np.array([[[1.0], [0.0]]])
+    >>> Masking(0.0).compute_mask(x).tolist()
+    [[True, False]]
     """
 
     supports_masking = True
@@ -288,6 +302,12 @@ class Dropout(_Weightless):
 
     A new mask is drawn at every training call (any shape); backward multiplies by the
     mask of the call it undoes.
+
+    Examples
+    --------
+    >>> layer = Dropout(0.5, seed=0)
+    >>> layer(np.ones((2, 4))).tolist()   # no dropout outside training
+    [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     """
 
     supports_masking = True
@@ -325,6 +345,11 @@ class Activation(_Weightless):
         As for :class:`crnn.Dense`: ``None``/``"linear"``, ``"tanh"``, ``"relu"``,
         ``"sigmoid"`` or ``"softmax"``.
     dtype : {"float32", "float64"}
+
+    Examples
+    --------
+    >>> Activation("relu")(np.array([[-1.0, 2.0]])).tolist()
+    [[0.0, 2.0]]
     """
 
     supports_masking = True
@@ -363,6 +388,11 @@ class RepeatVector(_Weightless):
     dtype : {"float32", "float64"}
 
     Backward sums the gradient over the ``n`` copies.
+
+    Examples
+    --------
+    >>> RepeatVector(3)(np.ones((2, 4))).shape
+    (2, 3, 4)
     """
 
     def __init__(self, n, dtype="float32", name=None):
@@ -392,6 +422,11 @@ class Flatten(_Weightless):
     Parameters
     ----------
     dtype : {"float32", "float64"}
+
+    Examples
+    --------
+    >>> Flatten()(np.zeros((2, 3, 4))).shape
+    (2, 12)
     """
 
     def __init__(self, dtype="float32", name=None):

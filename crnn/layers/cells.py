@@ -172,6 +172,12 @@ class StackedRNNCells(Layer):
     (``RNN([cell1, cell2])``): built-in cells then run on their fused kernels, layer
     after layer, which equals a stack of the matching layers with ``return_sequences``.
     Weights: each cell's, in order, named ``cells/<i>/<name>``.
+
+    Examples
+    --------
+    >>> cells = StackedRNNCells([SimpleRNNCell(4), SimpleRNNCell(2)])
+    >>> RNN(cells)(np.zeros((2, 5, 3), "float32")).shape
+    (2, 2)
     """
 
     def __init__(self, cells, name=None, dtype=None):

@@ -37,6 +37,13 @@ class GRUCell(RNNCell):
     use_bias, kernel_initializer, recurrent_initializer, bias_initializer, dropout,
     recurrent_dropout, seed, dtype, backend
         As for :class:`crnn.SimpleRNNCell`.
+
+    Examples
+    --------
+    >>> cell = GRUCell(4)
+    >>> h, states = cell(np.zeros((2, 3), "float32"), [np.zeros((2, 4), "float32")])
+    >>> h.shape
+    (2, 4)
     """
 
     family = "gru"
@@ -92,6 +99,13 @@ class GRU(RNN):
     Parameters as for :class:`GRUCell` plus ``return_sequences``, ``return_state``,
     ``go_backwards``, ``stateful``, ``unroll`` and ``zero_output_for_mask`` as for
     :class:`crnn.SimpleRNN`.
+
+    Examples
+    --------
+    >>> layer = GRU(4, return_sequences=True)
+    >>> x = np.zeros((2, 5, 3), "float32")
+    >>> layer(x, mask=np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)).shape
+    (2, 5, 4)
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",

@@ -38,6 +38,13 @@ class LSTMCell(RNNCell):
 
     ``cell(x_t, [h, c], training=False)`` returns ``(h_new, [h_new, c_new])``;
     ``cell.backward(d_output, [dh, dc])`` returns ``(dx_t, [dh_prev, dc_prev])``.
+
+    Examples
+    --------
+    >>> cell = LSTMCell(4)
+    >>> h, (h2, c) = cell(np.zeros((2, 3), "float32"), [np.zeros((2, 4), "float32")] * 2)
+    >>> h.shape, c.shape
+    ((2, 4), (2, 4))
     """
 
     family = "lstm"
@@ -100,6 +107,13 @@ class LSTM(RNN):
     c_last]`` and backward takes ``[d_output, d_h_last, d_c_last]`` (entries may be
     None); ``initial_state`` is ``[h0, c0]`` and ``initial_state_grad`` is ``[dh0,
     dc0]``.
+
+    Examples
+    --------
+    >>> layer = LSTM(4, return_state=True)
+    >>> out, h, c = layer(np.zeros((2, 5, 3), "float32"))
+    >>> out.shape, h.shape, c.shape
+    ((2, 4), (2, 4), (2, 4))
     """
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",

@@ -96,6 +96,12 @@ class RNNCell(Layer):
     Calling ``cell(x_t, states, training=False)`` with ``x_t (B, D)`` and ``states`` a list
     of ``(B, H)`` arrays (one per name in ``state_names``) returns ``(h_new, new_states)``.
     ``cell.backward(d_output, d_states=None)`` backpropagates through the last call.
+
+    Examples
+    --------
+    >>> cell = SimpleRNNCell(4)   # a built-in RNNCell
+    >>> cell.state_size, cell.units
+    (4, 4)
     """
 
     family = None
@@ -448,6 +454,14 @@ class RNN(RecurrentStepMixin, Layer):
     raises ``ValueError``. ``states`` holds the stored states (None before the first
     call). The stored states are not saved with the model (a loaded model starts from
     zeros).
+
+    Examples
+    --------
+    >>> layer = RNN(LSTMCell(4), return_sequences=True)   # the LSTM's fused kernels
+    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    (2, 5, 4)
+    >>> RNN([GRUCell(4), GRUCell(2)])(np.zeros((2, 5, 3), "float32")).shape   # stacked
+    (2, 2)
     """
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,

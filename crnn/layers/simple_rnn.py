@@ -34,6 +34,13 @@ class SimpleRNNCell(RNNCell):
 
     Calling ``cell(x_t, states, training=False)`` with ``x_t (B, D)`` and ``states`` a list
     ``[h (B, H)]`` returns ``(output, [h_new])``, where ``output is h_new``.
+
+    Examples
+    --------
+    >>> cell = SimpleRNNCell(4)
+    >>> h, states = cell(np.zeros((2, 3), "float32"), [np.zeros((2, 4), "float32")])
+    >>> h.shape, len(states)
+    ((2, 4), 1)
     """
 
     family = "simple_rnn"
@@ -97,6 +104,15 @@ class SimpleRNN(RNN):
 
     Calling and backward: see :class:`crnn.layers.recurrent.RNN`. With ``return_state``
     the gradient is ``[d_output, d_h_last]``; ``initial_state_grad`` is ``[dh0]``.
+
+    Examples
+    --------
+    >>> layer = SimpleRNN(4, return_sequences=True)
+    >>> layer(np.zeros((2, 5, 3), "float32")).shape
+    (2, 5, 4)
+    >>> out, h = SimpleRNN(4, return_state=True)(np.zeros((2, 5, 3), "float32"))
+    >>> out.shape, h.shape
+    ((2, 4), (2, 4))
     """
 
     def __init__(self, units, activation="tanh", use_bias=True, return_sequences=False,

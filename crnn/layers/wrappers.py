@@ -59,6 +59,12 @@ class TimeDistributed(Layer):
 
     ``params`` and ``grads`` are the inner layer's own dicts (as an RNN layer shows its
     cell's), so its weights appear once under their own names.
+
+    Examples
+    --------
+    >>> layer = TimeDistributed(Dense(2))
+    >>> layer(np.zeros((3, 5, 4), "float32")).shape
+    (3, 5, 2)
     """
 
     def __init__(self, layer, name=None):
@@ -303,6 +309,12 @@ class Bidirectional(Layer):
     Weights: the forward layer's, then the backward layer's (Keras's order). ``params``
     and ``grads`` are views built on each access, ``{"forward/<name>": array,
     "backward/<name>": array}``, of the inner layers' own arrays.
+
+    Examples
+    --------
+    >>> layer = Bidirectional(LSTM(4, return_sequences=True))
+    >>> layer(np.zeros((2, 5, 3), "float32")).shape   # both directions joined
+    (2, 5, 8)
     """
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, name=None):
