@@ -120,6 +120,7 @@ def sigmoid(x):
 
 
 def tanh(x):
+    """``tanh(x)``, elementwise; its gradient ``1 - tanh(x)**2`` from the output."""
     return Tanh()._apply([x])
 
 
@@ -129,14 +130,17 @@ def relu(x):
 
 
 def exp(x):
+    """``exp(x)``, elementwise."""
     return Exp()._apply([x])
 
 
 def log(x):
+    """The natural logarithm of ``x``, elementwise."""
     return Log()._apply([x])
 
 
 def square(x):
+    """``x * x``, elementwise."""
     return Square()._apply([x])
 
 
@@ -185,10 +189,12 @@ class Mean(_Reduce):
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 (the NumPy name, on purpose)
+    """The sum of ``x`` over ``axis`` (every axis when None), as ``np.sum``."""
     return Sum(axis, keepdims)._apply([x])
 
 
 def mean(x, axis=None, keepdims=False):
+    """The mean of ``x`` over ``axis`` (every axis when None), as ``np.mean``."""
     return Mean(axis, keepdims)._apply([x])
 
 

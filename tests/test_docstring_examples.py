@@ -23,3 +23,14 @@ def test_the_layers_examples_run(name):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} examples failed"
+
+
+def test_public_functions_and_calls_have_docstrings():
+    missing = [f"crnn.ops.{n}" for n in crnn.ops.__all__
+               if inspect.isfunction(getattr(crnn.ops, n))
+               and not (getattr(crnn.ops, n).__doc__ or "").strip()]
+    for name in LAYERS:
+        call = getattr(crnn.layers, name).__dict__.get("call")
+        if call is not None and not (call.__doc__ or "").strip():
+            missing.append(f"crnn.layers.{name}.call")
+    assert not missing, f"no docstring: {missing}"

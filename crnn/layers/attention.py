@@ -167,6 +167,9 @@ class Attention(Layer):
     # -- calling ----------------------------------------------------------------------------
     def call(self, inputs, mask=None, training=False, return_attention_scores=False,
              use_causal_mask=False):
+        """The attention of ``inputs = [query, value]`` or ``[query, value, key]`` (see the
+        class docstring): ``(B, T_q, D)``, with the scores ``(B, T_q, T_v)`` too when
+        ``return_attention_scores``; ``mask`` is ``[query_mask, value_mask]``."""
         inputs = self._check_list(inputs)
         q_mask, v_mask = self._masks(mask, len(inputs))
         o, w = self._run(inputs, q_mask=q_mask, v_mask=v_mask, training=bool(training),

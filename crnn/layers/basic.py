@@ -144,6 +144,7 @@ class Embedding(Layer):
         return self.params["embeddings"]
 
     def call(self, inputs, training=False):
+        """The rows of ``embeddings`` for integer ids ``inputs (B, ...)``: ``(B, ..., E)``."""
         return self._run([inputs], training=training)[0]
 
     def compute_output_spec(self, inputs, training=False):

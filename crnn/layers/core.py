@@ -102,6 +102,7 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs, training=False):
+        """``act(inputs @ kernel + bias)`` over the last axis of ``inputs (B, ..., D)``."""
         return self._run([inputs])[0]
 
     def compute_output_spec(self, inputs, training=False):

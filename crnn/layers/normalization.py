@@ -115,6 +115,7 @@ class LayerNormalization(Layer):
         return engine.SymbolicTensor(self.compute_output_shape(inputs.shape), self.dtype)
 
     def call(self, inputs, training=False):
+        """``inputs`` normalised over ``axis``, scaled by ``gamma`` and shifted by ``beta``."""
         return self._run([inputs])[0]
 
     def backward(self, grad):

@@ -682,6 +682,10 @@ class RNN(RecurrentStepMixin, Layer):
 
     # -- forward ---------------------------------------------------------------------
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
+        """Run the cell over ``inputs (B, T, D)`` from ``initial_state`` (zeros when None;
+        a list, one ``(B, size)`` per state), honouring ``mask (B, T)`` or ``lengths
+        (B,)``: ``(B, T, H)`` with ``return_sequences``, else ``(B, H)``, and the final
+        states after it with ``return_state``."""
         if not self._fused:
             return self._call_cells(inputs, initial_state, training, mask, lengths)
         _, flat, options = self._primitive_call(inputs, initial_state, training, mask,

@@ -63,6 +63,7 @@ class Reshape(Layer):
         return engine.SymbolicTensor(self.compute_output_shape(inputs.shape), self.dtype)
 
     def call(self, inputs):
+        """``inputs (B, ...)`` reshaped to ``(B, *target_shape)``."""
         return self._run([inputs])[0]
 
     def backward(self, grad):
@@ -119,6 +120,7 @@ class Permute(Layer):
         return engine.SymbolicTensor(self.compute_output_shape(inputs.shape), self.dtype)
 
     def call(self, inputs):
+        """``inputs (B, ...)`` with the axes after the batch axis permuted by ``dims``."""
         return self._run([inputs])[0]
 
     def backward(self, grad):

@@ -484,6 +484,8 @@ class Bidirectional(Layer):
         return outputs + [None] * n
 
     def call(self, inputs, initial_state=None, training=False, mask=None, lengths=None):
+        """Both directions over ``inputs (B, T, D)``, merged (see the class docstring for
+        ``initial_state``, ``mask`` and ``lengths``)."""
         self._check_shape(_shape_of(inputs))
         forward_state, backward_state = self._split_states(initial_state)
         self._maybe_build(_shape_of(inputs))
