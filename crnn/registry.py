@@ -14,9 +14,9 @@ This module imports nothing from crnn: everything above registers into it.
 """
 import threading
 
-__all__ = ["custom_object_scope", "current_custom_objects", "is_crnn_class", "lookup",
-           "lookup_user", "names", "register", "register_serializable", "registered_name",
-           "resolve", "serializable", "serialize"]
+__all__ = ["custom_object_scope", "current_custom_objects", "deserialize", "is_crnn_class",
+           "lookup", "lookup_user", "names", "register", "register_serializable",
+           "registered_name", "resolve", "serializable", "serialize"]
 
 
 def is_crnn_class(cls):
@@ -149,3 +149,18 @@ def resolve(data, kind, custom_objects=None):
     if cls is not None:
         return cls
     return lookup_user(data.get("registered_name"))
+
+
+def deserialize(config, kind, custom_objects=None):
+    """Rebuild an object of ``kind`` from :func:`serialize`'s ``{"class_name", "config"}``
+    (the class found by :func:`resolve`); ``ValueError`` naming the kind otherwise."""
+    if not (isinstance(config, dict) and isinstance(config.get("class_name"), str)
+            and isinstance(config.get("config", {}), dict)):
+        raise ValueError(f"expected a {kind} as {{'class_name': ..., 'config': "
+                         f"{{...}}}}, got {config!r:.80}")
+    cls = resolve(config, kind, custom_objects)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise ValueError(f"unknown {kind} {config['class_name']!r}: expected one of "
+                         f"{names(kind)}, a class registered with "
+                         f"crnn.saving.register_serializable, or one in custom_objects")
+    return cls.from_config(dict(config.get("config", {})))

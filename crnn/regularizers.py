@@ -206,16 +206,7 @@ def serialize(regularizer):
 
 def deserialize(config, custom_objects=None):
     """The regularizer :func:`serialize` wrote."""
-    if not (isinstance(config, dict) and isinstance(config.get("class_name"), str)
-            and isinstance(config.get("config", {}), dict)):
-        raise ValueError(f"expected a regularizer as {{'class_name': ..., 'config': "
-                         f"{{...}}}}, got {config!r:.80}")
-    cls = registry.resolve(config, "regularizer", custom_objects)
-    if cls is None or not hasattr(cls, "from_config"):
-        raise ValueError(f"unknown regularizer {config['class_name']!r}: expected one of "
-                         f"{registry.names('regularizer')}, a class registered with "
-                         f"crnn.saving.register_serializable, or one in custom_objects")
-    return cls.from_config(dict(config.get("config", {})))
+    return registry.deserialize(config, "regularizer", custom_objects)
 
 
 def get(identifier):
