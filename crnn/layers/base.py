@@ -421,3 +421,39 @@ class Layer(Operation, register=False):   # a base: no file names it
             elif config[name] != p.default and name != "name":
                 parts.append(f"{name}={config[name]!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class InnerWeights:
+    """``params`` and ``grads`` of a layer that owns no weights of its own but shows its
+    inner layers' (Bidirectional's two layers, StackedRNNCells' cells): views built on
+    each access, ``{"<prefix>/<name>": array}``, of the inner layers' own dicts. A
+    subclass lists its inner layers in :meth:`_inner`. ``Layer.__init__`` assigns empty
+    dicts, which the setters accept; anything else raises (set weights with
+    ``set_weights``)."""
+
+    def _inner(self):
+        """``[(prefix, layer)]``: the inner layers present so far."""
+        raise NotImplementedError
+
+    def _view(self, attr):
+        return {f"{prefix}/{k}": v for prefix, layer in self._inner()
+                for k, v in getattr(layer, attr).items()}
+
+    @property
+    def params(self):
+        return self._view("params")
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError(f"{type(self).__name__}'s params are its inner layers': "
+                                 f"set weights with set_weights")
+
+    @property
+    def grads(self):
+        return self._view("grads")
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError(f"{type(self).__name__}'s grads are its inner layers'")

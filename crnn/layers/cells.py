@@ -15,7 +15,7 @@ Notation: ``B`` batch, ``T`` time, ``D`` input features, ``O`` the cell's output
 import numpy as np
 
 from crnn import engine, ops
-from crnn.layers.base import Layer, accepts_training
+from crnn.layers.base import InnerWeights, Layer, accepts_training
 
 __all__ = ["StackedRNNCells", "check_cell", "initial_states", "output_size", "pack_states",
            "reset_dropout_masks", "run_loop", "state_sizes"]
@@ -152,7 +152,7 @@ def run_loop(cell, x, states, real, go_backwards, training, return_sequences,
     return seq, states
 
 
-class StackedRNNCells(Layer):
+class StackedRNNCells(InnerWeights, Layer):
     """A list of cells run as one cell (Keras's ``StackedRNNCells``): at every step the
     first cell reads the input, each next cell the output of the one before, and the
     output is the last cell's.
@@ -197,32 +197,9 @@ class StackedRNNCells(Layer):
     def output_size(self):
         return output_size(self.cells[-1])
 
-    # the cells' own weights, under cells/<i>/ (views, built on each access)
-    @property
-    def params(self):
-        return self._view("params")
-
-    @params.setter
-    def params(self, value):
-        if value:
-            raise AttributeError("StackedRNNCells' params are its cells': set weights with "
-                                 "set_weights")
-
-    @property
-    def grads(self):
-        return self._view("grads")
-
-    @grads.setter
-    def grads(self, value):
-        if value:
-            raise AttributeError("StackedRNNCells' grads are its cells'")
-
-    def _view(self, attr):
-        out = {}
-        for i, c in enumerate(self.__dict__.get("cells", ())):
-            for k, v in getattr(c, attr).items():
-                out[f"cells/{i}/{k}"] = v
-        return out
+    def _inner(self):
+        # the cells' own weights, under cells/<i>/ (InnerWeights)
+        return [(f"cells/{i}", c) for i, c in enumerate(self.__dict__.get("cells", ()))]
 
     @property
     def trainable_weights(self):

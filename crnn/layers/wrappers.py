@@ -14,8 +14,8 @@ The weights live in the inner layers; the wrapper shows them (``trainable_weight
 import numpy as np
 
 from crnn import engine, ops
-from crnn.layers.base import (Layer, accepts_mask, accepts_training, deserialize_layer,
-                              serialize_layer)
+from crnn.layers.base import (InnerWeights, Layer, accepts_mask, accepts_training,
+                              deserialize_layer, serialize_layer)
 from crnn.layers.cells import output_size
 from crnn.layers.recurrent import RNN, reset_rows
 
@@ -260,7 +260,7 @@ class _JoinDirections(engine.Op, register=False):
         return [d[:, :, :H], d[:, ::-1, H:]], None
 
 
-class Bidirectional(Layer):
+class Bidirectional(InnerWeights, Layer):
     """A recurrent layer run over the sequence in both directions (Keras's
     ``Bidirectional``).
 
@@ -364,34 +364,11 @@ class Bidirectional(Layer):
                              f"units for merge_mode={self.merge_mode!r}, got {fo} and "
                              f"{bo}")
 
-    # Layer.__init__ assigns empty dicts; the views below are built from the inner layers.
-    @property
-    def params(self):
-        return self._view("params")
-
-    @params.setter
-    def params(self, value):
-        if value:
-            raise AttributeError("Bidirectional's params are its inner layers': set "
-                                 "weights with set_weights")
-
-    @property
-    def grads(self):
-        return self._view("grads")
-
-    @grads.setter
-    def grads(self, value):
-        if value:
-            raise AttributeError("Bidirectional's grads are its inner layers'")
-
-    def _view(self, attr):
-        out = {}
-        for prefix in ("forward", "backward"):
-            layer = self.__dict__.get(prefix + "_layer")
-            if layer is not None:
-                for k, v in getattr(layer, attr).items():
-                    out[f"{prefix}/{k}"] = v
-        return out
+    def _inner(self):
+        # the inner layers' weights, under forward/ and backward/ (InnerWeights)
+        return [(prefix, self.__dict__[prefix + "_layer"])
+                for prefix in ("forward", "backward")
+                if self.__dict__.get(prefix + "_layer") is not None]
 
     @property
     def return_sequences(self):
