@@ -227,3 +227,19 @@ def converted(name, a, dtype, shape, layout=None, contiguous=True):
         got = f"shape {arr.shape}" if layout else f"{arr.shape}"
         raise ValueError(f"expected {name} of shape {want}, got {got}")
     return arr
+
+
+# The kernels' test hooks that force a time loop's split (_force_split): the setting
+# (None: by the kernel's own rule; True / False, or "rows" / "units" for the LSTM) and
+# the int a kernel keeps (-1 by rule, 0 or 1).
+def split_code(split, names=(False, True)):
+    """The kernel's int for ``split`` (None, or one of ``names``)."""
+    codes = {None: -1, names[0]: 0, names[1]: 1}
+    if split not in codes:
+        raise ValueError(f"expected None, {names[0]!r} or {names[1]!r}, got {split!r}")
+    return codes[split]
+
+
+def split_setting(code, names=(False, True)):
+    """:func:`split_code` undone."""
+    return None if code < 0 else names[code]

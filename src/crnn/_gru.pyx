@@ -201,11 +201,7 @@ def _force_split(split):
     (False), or (None) by the rule of ROWS_MIN and ROWS_MAX; returns the previous
     setting."""
     global _split
-    codes = {None: -1, False: 0, True: 1}
-    if split not in codes:
-        raise ValueError(f"expected None, True or False, got {split!r}")
-    previous = {v: k for k, v in codes.items()}[_split]
-    _split = codes[split]
+    previous, _split = _checks.split_setting(_split), _checks.split_code(split)
     return previous
 
 

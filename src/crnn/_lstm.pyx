@@ -309,11 +309,9 @@ def _force_split(split):
     ``"units"`` (_lstm_packed.h, crnn_lp_by_rows), or (None) choose by shape; returns the
     previous setting."""
     global lp_split
-    codes = {None: -1, "units": 0, "rows": 1}
-    if split not in codes:
-        raise ValueError(f"expected None, 'units' or 'rows', got {split!r}")
-    previous = {v: k for k, v in codes.items()}[lp_split]
-    lp_split = codes[split]
+    names = ("units", "rows")
+    previous = _checks.split_setting(lp_split, names)
+    lp_split = _checks.split_code(split, names)
     return previous
 
 

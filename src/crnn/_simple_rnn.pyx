@@ -70,11 +70,7 @@ def _force_split(split):
     """Test hook: cut the time loop by rows over the threads (True), never (False), or
     (None) by the rule of ROWS_MIN and *_ROWS_MAX; returns the previous setting."""
     global _split
-    codes = {None: -1, False: 0, True: 1}
-    if split not in codes:
-        raise ValueError(f"expected None, True or False, got {split!r}")
-    previous = {v: k for k, v in codes.items()}[_split]
-    _split = codes[split]
+    previous, _split = _checks.split_setting(_split), _checks.split_code(split)
     return previous
 
 
@@ -100,9 +96,6 @@ cdef struct _job:
     const void *in1
     const void *in2
     const void *in3
-    const void *in4
-    const void *in5
-    const void *in6
     const unsigned char *real
     BLAS_Trans t_rec
     Py_ssize_t B, T, H, nq
