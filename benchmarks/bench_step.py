@@ -58,6 +58,7 @@ import time
 import numpy as np
 
 import crnn
+from bench_rnn import cpu_model  # benchmarks/ (this folder) is on sys.path
 from crnn.layers.gru import weights_to_torch
 
 CELLS = ("SimpleRNN", "LSTM", "GRU")
@@ -273,17 +274,6 @@ def fixed_overhead(repeats=15, n=20000):
     return res
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment():
     import torch
     from threadpoolctl import threadpool_info
@@ -294,7 +284,7 @@ def environment():
     return {"python": platform.python_version(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "loadavg": load, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
-            "crnn_threads": crnn.get_num_threads(), "cpu": cpu_name(),
+            "crnn_threads": crnn.get_num_threads(), "cpu": cpu_model(),
             "blas": [{k: i.get(k) for k in ("internal_api", "version", "num_threads",
                                             "architecture")}
                      for i in threadpool_info()],
